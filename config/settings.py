@@ -1,0 +1,190 @@
+"""Django settings for the lead-sync product.
+
+Every value that differs between machines comes from the environment (or a `.env`
+file beside manage.py) through django-environ. `.env.example` lists them all with the
+embedded defaults: SQLite, django-q2's ORM broker and the local Dynamics sandbox.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+ENV_FILE = env.str("LEADSYNC_ENV_FILE", default=str(BASE_DIR / ".env"))
+if Path(ENV_FILE).is_file():
+    env.read_env(ENV_FILE)
+
+
+def _path(name, default):
+    """Return a path setting, relative paths taken from the project folder."""
+    value = env.str(name, default="") or str(default)
+    return (BASE_DIR / value).resolve() if not Path(value).is_absolute() else Path(value)
+
+
+def _required(name):
+    """Return a required setting, failing at start with a message that names it."""
+    value = env.str(name, default="")
+    if not value:
+        raise ImproperlyConfigured(
+            f"The setting {name} is missing. Set it in the environment or in .env "
+            f"(copy .env.example to .env and run `make env` to generate keys)."
+        )
+    return value
+
+
+SECRET_KEY = _required("SECRET_KEY")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Runtime files (SQLite database, sandbox certificate and records) live here.
+VAR_DIR = _path("VAR_DIR", BASE_DIR / "var")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_q",
+    "teams",
+    "leads",
+    "integrations",
+    "dynamics_sandbox",
+    "demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'leadsync.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the django-q2 workers write to one SQLite file at once. WAL lets
+    # readers run beside a writer, IMMEDIATE takes the write lock at BEGIN so two writers
+    # queue up instead of failing, and the timeout (seconds) is how long one waits.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="") or None}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGIN_URL = "admin:login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# django-q2: the ORM broker keeps the queue in the default database. A task that runs
+# longer than `timeout` seconds is killed; `retry` must stay above it, or a slow task is
+# handed to a second worker while the first still runs.
+Q_CLUSTER = {
+    "name": "leadsync",
+    "orm": "default",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": 120,
+    "retry": 180,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": 0.2,
+    "label": "Background tasks",
+}
+
+# Dynamics 365 connection. The defaults point at the local sandbox started by
+# `python manage.py dynamics_sandbox`; see README.md for a real org.
+DYNAMICS_AUTHORITY = env.str("DYNAMICS_AUTHORITY", default="https://127.0.0.1:8443/sandbox-tenant")
+DYNAMICS_ORG_URL = env.str("DYNAMICS_ORG_URL", default="https://127.0.0.1:8443")
+DYNAMICS_CLIENT_ID = env.str("DYNAMICS_CLIENT_ID", default="00000000-0000-4000-8000-00000000c1d0")
+DYNAMICS_CLIENT_SECRET = env.str("DYNAMICS_CLIENT_SECRET", default="sandbox-client-secret")
+# Redirect URI registered for the app; empty builds it from the incoming request.
+DYNAMICS_REDIRECT_URI = env.str("DYNAMICS_REDIRECT_URI", default="")
+# CA bundle that signs the org's and the authority's certificates. Empty means the
+# public CAs that `certifi` ships, which is right for a real Microsoft org.
+# The default is the certificate that the sandbox writes at its first start.
+SANDBOX_DATA_DIR = _path("SANDBOX_DATA_DIR", VAR_DIR / "sandbox")
+DYNAMICS_CA_BUNDLE = env.str("DYNAMICS_CA_BUNDLE", default=str(SANDBOX_DATA_DIR / "cert.pem"))
+if DYNAMICS_CA_BUNDLE:
+    DYNAMICS_CA_BUNDLE = str(_path("DYNAMICS_CA_BUNDLE", DYNAMICS_CA_BUNDLE))
+# Seconds to wait for a TCP connection and for a response, on every Dynamics request.
+DYNAMICS_CONNECT_TIMEOUT = env.float("DYNAMICS_CONNECT_TIMEOUT", default=5.0)
+DYNAMICS_READ_TIMEOUT = env.float("DYNAMICS_READ_TIMEOUT", default=30.0)
+# Fernet key (urlsafe base64, 32 bytes) that encrypts the stored MSAL token caches.
+TOKEN_CACHE_KEY = _required("TOKEN_CACHE_KEY")
+
+# The local Dynamics stand-in (dynamics_sandbox). It keeps its records in its own SQLite
+# file under SANDBOX_DATA_DIR, apart from the product's database.
+SANDBOX_HOST = env.str("SANDBOX_HOST", default="127.0.0.1")
+SANDBOX_PORT = env.int("SANDBOX_PORT", default=8443)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}
+SANDBOX_CLIENT_ID = env.str("SANDBOX_CLIENT_ID", default=DYNAMICS_CLIENT_ID)
+SANDBOX_CLIENT_SECRET = env.str("SANDBOX_CLIENT_SECRET", default=DYNAMICS_CLIENT_SECRET)

@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="integrations:settings", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/", include("leads.urls")),
+    path("integrations/", include("integrations.urls")),
+]

@@ -1,0 +1,47 @@
+from django.conf import settings
+from django.db import models
+
+
+class Lead(models.Model):
+    """A person captured by a team member, and the state of its copy in Dynamics."""
+
+    class SyncStatus(models.TextChoices):
+        # Waiting for a sync: Auto Sync is off, or no integration is connected yet.
+        PENDING = "pending", "Pending"
+        # A background task is enqueued or running.
+        QUEUED = "queued", "Queued"
+        SYNCED = "synced", "Synced"
+        FAILED = "failed", "Failed"
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="leads")
+    captured_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="captured_leads"
+    )
+    captured_at = models.DateTimeField(auto_now_add=True)
+
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    phone = models.CharField(max_length=50, blank=True)
+    company = models.CharField(max_length=200, blank=True)
+    job_title = models.CharField(max_length=200, blank=True)
+    website = models.CharField(max_length=300, blank=True)
+    notes = models.TextField(blank=True)
+
+    sync_status = models.CharField(
+        max_length=10, choices=SyncStatus.choices, default=SyncStatus.PENDING, db_index=True
+    )
+    # Logical name of the Dynamics table the lead landed in ("lead" or "contact").
+    dynamics_entity = models.CharField(max_length=20, blank=True)
+    dynamics_record_id = models.CharField(max_length=36, blank=True)
+    last_sync_error = models.TextField(blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    sync_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-captured_at", "-id"]
+        indexes = [models.Index(fields=["team", "sync_status"])]
+
+    def __str__(self):
+        name = f"{self.first_name} {self.last_name}".strip()
+        return name or self.email or self.phone or f"Lead {self.pk}"
