@@ -1,15 +1,253 @@
-"""Integration services: connecting an org and scheduling lead syncs."""
+"""Integration services: connecting an org, choosing the integration for a lead, and
+running and recording lead syncs. Views, admin actions and tasks call these."""
 
 import logging
 
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from leads.models import Lead
+
+from . import connection
+from .client import errors
+from .models import Integration, SyncLog
+from .sync import engine
+
 logger = logging.getLogger(__name__)
 
+SYNC_TASK = "integrations.tasks.sync_lead"
+
+
+# -- Which integration syncs a lead -----------------------------------------------------
+
+def integration_for_lead(lead):
+    """Return the integration that syncs `lead`, or None.
+
+    A subteam's own integration wins over the full-team one. A member of several subteams
+    with integrations is synced by the subteam that was created first (lowest id).
+    """
+    subteam_integration = (
+        Integration.objects.filter(
+            team_id=lead.team_id,
+            subteam__memberships__user_id=lead.captured_by_id,
+        )
+        .order_by("subteam_id")
+        .first()
+    )
+    if subteam_integration is not None:
+        return subteam_integration
+    return Integration.objects.filter(team_id=lead.team_id, subteam__isnull=True).first()
+
+
+# -- Scheduling -------------------------------------------------------------------------
 
 def schedule_sync_for_new_lead(lead):
     """Queue a sync of a just-captured lead if its integration has Auto Sync on.
 
     Call inside the transaction that created the lead: the task is enqueued on commit,
-    so a rolled-back capture never reaches Dynamics.
+    so a rolled-back capture never reaches Dynamics. Otherwise the lead stays pending
+    with a message that says why.
     """
-    # TODO: replaced by the real scheduling in this change series.
-    return None
+    integration = integration_for_lead(lead)
+    if integration is None:
+        _mark_pending(lead, "No Dynamics integration is set up for this team yet; the lead "
+                            "will sync when an admin connects one.")
+        return False
+    if not integration.is_connected:
+        _mark_pending(lead, f"The Dynamics connection is {integration.get_status_display()}"
+                            f"; the lead will sync after an admin reconnects.")
+        return False
+    if not integration.auto_sync:
+        _mark_pending(lead, "Auto Sync is off; the lead waits for a manual sync.")
+        return False
+    enqueue_syncs([lead.pk])
+    return True
+
+
+def _mark_pending(lead, message):
+    Lead.objects.filter(pk=lead.pk).update(
+        sync_status=Lead.SyncStatus.PENDING, last_sync_error=message
+    )
+    lead.sync_status = Lead.SyncStatus.PENDING
+    lead.last_sync_error = message
+    logger.info("Lead %s left pending: %s", lead.pk, message)
+
+
+def enqueue_syncs(lead_ids):
+    """Mark the leads queued and enqueue one sync task each once the transaction commits."""
+    lead_ids = list(lead_ids)
+    if not lead_ids:
+        return
+    Lead.objects.filter(pk__in=lead_ids).update(
+        sync_status=Lead.SyncStatus.QUEUED, last_sync_error=""
+    )
+
+    def enqueue():
+        # Imported here so the web process loads django-q2 only when it enqueues.
+        from django_q.tasks import async_task
+
+        for lead_id in lead_ids:
+            async_task(SYNC_TASK, lead_id, task_name=f"sync-lead-{lead_id}", group="sync")
+        logger.info("Enqueued %d lead syncs: %s", len(lead_ids), lead_ids[:20])
+
+    transaction.on_commit(enqueue)
+
+
+def enqueue_waiting_leads(integration):
+    """Queue every pending lead that `integration` syncs; return how many were queued."""
+    candidates = Lead.objects.filter(
+        team_id=integration.team_id, sync_status=Lead.SyncStatus.PENDING
+    ).select_related("captured_by")
+    lead_ids = [
+        lead.pk for lead in candidates
+        if (chosen := integration_for_lead(lead)) is not None and chosen.pk == integration.pk
+    ]
+    enqueue_syncs(lead_ids)
+    return len(lead_ids)
+
+
+# -- Running a sync ---------------------------------------------------------------------
+
+def sync_lead_now(lead_id):
+    """Sync one lead now and record the outcome on the lead and in the sync log.
+
+    Safe to run twice: a second run finds the record the first one wrote and updates it.
+    Returns the SyncLog row, or None when the lead no longer exists.
+    """
+    lead = Lead.objects.select_related("captured_by").filter(pk=lead_id).first()
+    if lead is None:
+        logger.warning("Sync skipped: lead %s no longer exists", lead_id)
+        return None
+    integration = integration_for_lead(lead)
+    if integration is None or not integration.is_connected:
+        # Disconnected since the task was queued: the lead waits, with the reason.
+        schedule_sync_for_new_lead(lead)
+        return None
+
+    Lead.objects.filter(pk=lead.pk).update(sync_attempts=F("sync_attempts") + 1)
+    client = connection.client_for(integration)
+    try:
+        result = engine.sync_lead(lead, integration, client)
+    except errors.AuthorizationRequired as error:
+        return _record_reauthorization_needed(lead, integration, error)
+    except errors.DataverseError as error:
+        return _record_failure(lead, integration, error)
+
+    now = timezone.now()
+    Lead.objects.filter(pk=lead.pk).update(
+        sync_status=Lead.SyncStatus.SYNCED,
+        dynamics_entity=result.entity,
+        dynamics_record_id=result.record_id,
+        last_sync_error="",
+        last_synced_at=now,
+    )
+    details = dict(result.details, requests=client.request_count)
+    logger.info(
+        "Lead %s %s Dynamics %s %s via integration %s in %d requests",
+        lead.pk, result.outcome, result.entity, result.record_id, integration.pk,
+        client.request_count,
+    )
+    return SyncLog.objects.create(
+        integration=integration, lead=lead, outcome=result.outcome,
+        dynamics_entity=result.entity, dynamics_record_id=result.record_id,
+        message=f"{result.outcome.capitalize()} Dynamics {result.entity}.", details=details,
+    )
+
+
+def readable_error(error):
+    """Return a sentence for the lead's last sync error that says what to do next."""
+    if isinstance(error, errors.PermissionDenied):
+        return ("The Dynamics integration user lacks a privilege, so Dynamics refused the "
+                f"write. Add the privilege to the user's security role. Dynamics said: "
+                f"{error.message}")
+    if isinstance(error, errors.ValidationFailed):
+        return f"Dynamics rejected the lead's data. Dynamics said: {error.message}"
+    if isinstance(error, (errors.TransientError, errors.Throttled)):
+        return ("Dynamics was unavailable or busy after several retries; sync the lead "
+                f"again later. Dynamics said: {error.message}")
+    return f"The sync failed. Dynamics said: {error}"
+
+
+def _record_failure(lead, integration, error):
+    message = readable_error(error)
+    Lead.objects.filter(pk=lead.pk).update(
+        sync_status=Lead.SyncStatus.FAILED, last_sync_error=message
+    )
+    logger.error(
+        "Lead %s failed to sync via integration %s: %s (HTTP %s, code %s)",
+        lead.pk, integration.pk, error.__class__.__name__, error.status, error.code,
+    )
+    return SyncLog.objects.create(
+        integration=integration, lead=lead, outcome=SyncLog.Outcome.FAILED, message=message,
+        details={"error": error.__class__.__name__, "status": error.status,
+                 "code": error.code},
+    )
+
+
+def _record_reauthorization_needed(lead, integration, error):
+    """Keep the lead pending and flag the integration: only an admin can fix sign-in."""
+    Integration.objects.filter(pk=integration.pk).update(
+        status=Integration.Status.REAUTHORIZATION_NEEDED, last_error=str(error)
+    )
+    message = ("Waiting: the Dynamics sign-in expired or was revoked. An admin must "
+               "reconnect on the Sync Settings page; the lead syncs after that.")
+    _mark_pending(lead, message)
+    logger.error(
+        "Integration %s needs re-authorization (lead %s waits): %s",
+        integration.pk, lead.pk, error,
+    )
+    return SyncLog.objects.create(
+        integration=integration, lead=lead, outcome=SyncLog.Outcome.RETRYING, message=message,
+        details={"error": error.__class__.__name__},
+    )
+
+
+# -- Connecting -------------------------------------------------------------------------
+
+def get_or_create_team_integration(team):
+    """Return the team's full-team integration, creating it for the configured org."""
+    from django.conf import settings
+
+    integration, _ = Integration.objects.get_or_create(
+        team=team, subteam=None, defaults={"org_url": settings.DYNAMICS_ORG_URL}
+    )
+    return integration
+
+
+def connect_integration(integration, flow, auth_response, user):
+    """Finish the Microsoft sign-in for `integration` and store who connected.
+
+    Reads the signed-in Dynamics user (WhoAmI), its email and its security roles, stores
+    the encrypted token cache and queues the leads that waited for a connection. Raises
+    connection.ConnectError or a client error with a message for the admin.
+    """
+    cache, account_id, access_token = connection.complete_sign_in(flow, auth_response)
+    client = connection.client_for(integration, access_token=access_token)
+    who = client.who_am_i()
+    user_row = client.user_with_roles(who["UserId"])
+
+    now = timezone.now()
+    with transaction.atomic():
+        integration = Integration.objects.select_for_update().get(pk=integration.pk)
+        integration.status = Integration.Status.CONNECTED
+        integration.connected_by = user
+        integration.dynamics_user_id = who["UserId"]
+        integration.integration_user_email = (
+            user_row.get("internalemailaddress") or user_row.get("domainname") or ""
+        )
+        integration.integration_user_name = user_row.get("fullname") or ""
+        integration.dynamics_roles = [role["name"] for role in user_row["roles"]]
+        integration.connected_at = integration.connected_at or now
+        integration.authorized_at = now
+        integration.msal_account_id = account_id
+        integration.token_cache_encrypted = connection.encrypt_cache(cache)
+        integration.last_error = ""
+        integration.save()
+        queued = enqueue_waiting_leads(integration)
+
+    logger.info(
+        "Integration %s connected as Dynamics user %s by user %s; %d waiting leads queued",
+        integration.pk, integration.dynamics_user_id, user.pk, queued,
+    )
+    return integration

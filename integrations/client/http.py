@@ -1,0 +1,262 @@
+"""The one HTTP client for the Dataverse Web API of a Dynamics 365 org.
+
+Every request goes through `DataverseClient.request`: it sets the OData headers and an
+explicit (connect, read) timeout, trusts only the configured CA bundle, renews the token
+once on a 401, retries time-outs, 5xx answers and 429s with backoff, counts requests, and
+turns every failure into an error from `integrations.client.errors`.
+"""
+
+import json
+import logging
+import random
+import re
+import time
+
+import requests
+
+from . import errors
+from .odata import query_string
+
+logger = logging.getLogger(__name__)
+
+API_PATH = "/api/data/v9.2/"
+
+# OData-EntityId: https://org.crm.dynamics.com/api/data/v9.2/leads(00000000-...)
+_ENTITY_ID_PATTERN = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
+
+
+class DataverseSession(requests.Session):
+    """A requests.Session with a default timeout that ignores proxy and CA settings
+    from the environment.
+
+    requests lets REQUESTS_CA_BUNDLE override a session's `verify`, so the trust decision
+    would depend on the machine. Turning `trust_env` off keeps it in our settings. MSAL
+    sends its own requests through this session without a timeout, hence the default.
+    """
+
+    def __init__(self, ca_bundle=None, timeout=(5.0, 30.0)):
+        super().__init__()
+        self.trust_env = False
+        self.verify = ca_bundle or True
+        self.default_timeout = timeout
+
+    def request(self, method, url, *args, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+class DataverseClient:
+    """Calls the Web API of one org as the user whose tokens `token_provider` returns.
+
+    `token_provider(force_refresh=False)` returns an access token or raises
+    `errors.AuthorizationRequired`.
+    """
+
+    def __init__(
+        self,
+        org_url,
+        token_provider,
+        *,
+        ca_bundle=None,
+        connect_timeout=5.0,
+        read_timeout=30.0,
+        max_retries=3,
+        max_backoff=20.0,
+        session=None,
+    ):
+        self.org_url = org_url.rstrip("/")
+        self.api_url = self.org_url + API_PATH
+        self.token_provider = token_provider
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_retries = max_retries
+        # Upper bound in seconds for one wait between retries, including a Retry-After.
+        self.max_backoff = max_backoff
+        self.session = session or DataverseSession(ca_bundle, self.timeout)
+        self.request_count = 0
+
+    # -- Records -------------------------------------------------------------------
+
+    def create(self, entity_set, body):
+        """Create a record and return its id, read from the OData-EntityId header."""
+        response = self.request("POST", entity_set, body=body)
+        entity_id = response.headers.get("OData-EntityId", "")
+        match = _ENTITY_ID_PATTERN.search(entity_id)
+        if not match:
+            raise errors.DataverseError(
+                f"Dynamics created a {entity_set} record but sent no usable OData-EntityId "
+                f"header (got {entity_id!r})."
+            )
+        return match.group(1).lower()
+
+    def update(self, entity_set, record_id, body, *, if_match="*"):
+        """Update an existing record. With If-Match "*" a missing record raises NotFound
+        instead of being created."""
+        headers = {"If-Match": if_match} if if_match else {}
+        self.request("PATCH", f"{entity_set}({record_id})", body=body, headers=headers)
+
+    def retrieve(self, entity_set, record_id, *, select=None):
+        params = {"$select": ",".join(select) if select else None}
+        return self.request("GET", f"{entity_set}({record_id})", params=params).json()
+
+    def query(self, entity_set, *, filter=None, select=None, orderby=None, top=None,
+              expand=None):
+        """Return the rows that match, following @odata.nextLink over every page."""
+        params = {
+            "$select": ",".join(select) if select else None,
+            "$filter": filter,
+            "$orderby": orderby,
+            "$top": top,
+            "$expand": expand,
+        }
+        payload = self.request("GET", entity_set, params=params).json()
+        rows = list(payload.get("value", []))
+        next_link = payload.get("@odata.nextLink")
+        while next_link:
+            payload = self.request("GET", next_link).json()
+            rows.extend(payload.get("value", []))
+            next_link = payload.get("@odata.nextLink")
+        return rows
+
+    # -- Users ---------------------------------------------------------------------
+
+    def who_am_i(self):
+        """Return {"UserId", "BusinessUnitId", "OrganizationId"} of the calling user."""
+        return self.request("GET", "WhoAmI").json()
+
+    def user_with_roles(self, user_id):
+        """Return the systemuser row with its security roles under "roles"."""
+        row = self.request(
+            "GET",
+            f"systemusers({user_id})",
+            params={
+                "$select": "systemuserid,fullname,internalemailaddress,domainname",
+                "$expand": "systemuserroles_association($select=roleid,name)",
+            },
+        ).json()
+        row["roles"] = [
+            {"id": role.get("roleid"), "name": role.get("name")}
+            for role in row.pop("systemuserroles_association", [])
+        ]
+        return row
+
+    # -- Transport -----------------------------------------------------------------
+
+    def request(self, method, path, *, params=None, body=None, headers=None):
+        """Send one Web API request, with token renewal and retries, and return the
+        response of a 2xx answer. `path` is relative to the API root or a full URL."""
+        url = path if path.startswith("https://") else self.api_url + path
+        if params:
+            encoded = query_string(params)
+            if encoded:
+                url = f"{url}?{encoded}"
+        request_headers = {
+            "Accept": "application/json",
+            "OData-MaxVersion": "4.0",
+            "OData-Version": "4.0",
+        }
+        data = None
+        if body is not None:
+            request_headers["Content-Type"] = "application/json; charset=utf-8"
+            data = json.dumps(body).encode("utf-8")
+        request_headers.update(headers or {})
+
+        renewed = False
+        attempt = 0
+        while True:
+            token = self.token_provider(force_refresh=renewed)
+            request_headers["Authorization"] = f"Bearer {token}"
+            try:
+                response = self._send(method, url, request_headers, data)
+                if response.status_code == 401 and not renewed:
+                    # The token may have been revoked or expired early: renew it once.
+                    logger.info("Dataverse answered 401 to %s %s; renewing the token", method, path)
+                    renewed = True
+                    continue
+                if response.status_code < 400:
+                    return response
+                raise error_from_response(response)
+            except (errors.TransientError, errors.Throttled) as error:
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise
+                delay = self._backoff(attempt, error)
+                if delay is None:
+                    raise
+                logger.warning(
+                    "Dataverse %s %s failed (%s); retry %d of %d in %.1f s",
+                    method, path, error, attempt, self.max_retries, delay,
+                )
+                time.sleep(delay)
+
+    def _send(self, method, url, headers, data):
+        self.request_count += 1
+        try:
+            return self.session.request(method, url, headers=headers, data=data,
+                                        timeout=self.timeout)
+        except requests.Timeout as error:
+            raise errors.TransientError(
+                f"Dynamics did not answer {method} {url} within {self.timeout[1]} s."
+            ) from error
+        except requests.exceptions.SSLError as error:
+            # A certificate problem does not go away on retry: report it as it is.
+            raise errors.DataverseError(
+                f"The TLS certificate of {self.org_url} was not trusted: {error}. "
+                f"Check DYNAMICS_CA_BUNDLE."
+            ) from error
+        except requests.ConnectionError as error:
+            raise errors.TransientError(
+                f"Could not reach Dynamics at {self.org_url}: {error}"
+            ) from error
+
+    def _backoff(self, attempt, error):
+        """Return the seconds to wait before retry `attempt`, or None to give up now."""
+        if isinstance(error, errors.Throttled):
+            if error.retry_after > self.max_backoff:
+                return None
+            return error.retry_after + random.uniform(0, 1)
+        # Capped exponential backoff with full jitter.
+        return random.uniform(0, min(self.max_backoff, 0.5 * 2 ** attempt))
+
+
+def error_from_response(response):
+    """Build the client error that matches a Dataverse error response."""
+    code = ""
+    message = ""
+    try:
+        payload = response.json()
+        error = payload.get("error", {}) if isinstance(payload, dict) else {}
+        code = error.get("code", "") or ""
+        message = error.get("message", "") or ""
+    except ValueError:
+        message = response.text[:500]
+    status = response.status_code
+    message = message or f"Dynamics answered HTTP {status} {response.reason}."
+    kwargs = {"status": status, "code": code,
+              "request_id": response.headers.get("REQ_ID", "")}
+
+    if status == 400:
+        return errors.ValidationFailed(message, **kwargs)
+    if status == 401:
+        return errors.AuthorizationRequired(message, **kwargs)
+    if status == 403:
+        return errors.PermissionDenied(message, **kwargs)
+    if status == 404:
+        return errors.NotFound(message, **kwargs)
+    if status == 412:
+        return errors.PreconditionFailed(message, **kwargs)
+    if status == 429:
+        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        return errors.Throttled(message, retry_after=retry_after, **kwargs)
+    if code == "0x80040333":
+        return errors.DuplicateDetected(message, **kwargs)
+    if status >= 500:
+        return errors.TransientError(message, **kwargs)
+    return errors.DataverseError(message, **kwargs)
+
+
+def _parse_retry_after(value):
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return 5.0

@@ -1,0 +1,1 @@
+"""The sync engine: how a captured lead becomes a Dynamics Lead or Contact record."""
