@@ -75,8 +75,8 @@ class TeamAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     def lead_count(self, team):
         return team.lead_count
 
-    # Creating and deleting whole teams is left to superusers: a new team would have
-    # no admin, and deleting one deletes all of its leads.
+    # Only superusers create or delete teams, because a new team would have no admin
+    # and deleting one deletes all of its leads.
     def has_add_permission(self, request):
         return request.user.is_active and request.user.is_superuser
 

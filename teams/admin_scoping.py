@@ -13,7 +13,7 @@ Mix `TeamScopedAdminMixin` into a ModelAdmin or an InlineModelAdmin and set
 
 Access rules:
 
-* A superuser sees and edits everything, as in a plain ModelAdmin.
+* A superuser can view and change every row, as in a plain ModelAdmin.
 * A team admin (a Membership with the admin role, plus `is_staff` to log in) may view,
   add, change and delete the rows of the teams they administer, without any Django
   model permission.

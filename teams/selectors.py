@@ -32,8 +32,8 @@ def team_ids_administered_by(user) -> set[int]:
 def teams_of_member(user) -> QuerySet[Team]:
     """Return the teams the user belongs to in any role.
 
-    Superusers get only the teams they are members of: capturing a lead needs a real
-    membership, unlike administering one.
+    Superusers get only the teams they are members of, because capturing a lead needs
+    a real membership, unlike administering one.
     """
     if not _is_active_user(user):
         return Team.objects.none()
