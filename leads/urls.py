@@ -1,5 +1,10 @@
-from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from .api import LeadViewSet
 
 app_name = "leads"
 
-urlpatterns: list = []
+router = SimpleRouter()
+router.register("leads", LeadViewSet, basename="lead")
+
+urlpatterns = router.urls
