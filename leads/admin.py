@@ -1,3 +1,82 @@
+from django import forms
 from django.contrib import admin
 
-# Register your models here.
+from teams.admin_scoping import TeamScopedAdminMixin
+from teams.selectors import is_team_member
+
+from .models import Lead
+from .services import CAPTURE_FIELDS, capture_lead, validate_identifying_fields
+
+# Fields that the sync writes, so the admin shows them read-only.
+SYNC_FIELDS = [
+    "sync_status", "dynamics_entity", "dynamics_record_id", "last_sync_error",
+    "last_synced_at", "sync_attempts", "captured_at",
+]
+
+
+class LeadAdminForm(forms.ModelForm):
+    """Check a lead entered in the admin with the same rules as the API."""
+
+    class Meta:
+        model = Lead
+        fields = "__all__"
+
+    def clean(self):
+        cleaned_data = super().clean()
+        validate_identifying_fields(cleaned_data)
+
+        team = cleaned_data.get("team")
+        captured_by = cleaned_data.get("captured_by")
+        if team and captured_by and not is_team_member(captured_by, team):
+            self.add_error(
+                "captured_by", f"{captured_by} is not a member of team {team}."
+            )
+        return cleaned_data
+
+
+@admin.register(Lead)
+class LeadAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
+    team_field = "team"
+    form = LeadAdminForm
+    list_display = [
+        "name", "email", "company", "captured_by", "team", "sync_status",
+        "dynamics_record_id", "captured_at",
+    ]
+    list_filter = ["sync_status", "team"]
+    list_select_related = ["captured_by", "team"]
+    search_fields = [
+        "first_name", "last_name", "email", "phone", "company", "dynamics_record_id",
+    ]
+    date_hierarchy = "captured_at"
+    readonly_fields = SYNC_FIELDS
+    fieldsets = [
+        (None, {"fields": ["team", "captured_by"]}),
+        ("Contact", {"fields": list(CAPTURE_FIELDS)}),
+        ("Sync", {"fields": SYNC_FIELDS}),
+    ]
+
+    @admin.display(description="Name", ordering="last_name")
+    def name(self, lead):
+        return f"{lead.first_name} {lead.last_name}".strip() or "-"
+
+    def get_readonly_fields(self, request, obj=None):
+        # A lead stays with the team and the member that captured it.
+        if obj is not None:
+            return [*SYNC_FIELDS, "team", "captured_by"]
+        return SYNC_FIELDS
+
+    def save_model(self, request, obj, form, change):
+        self.check_team_access(request, obj)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+
+        # A new lead goes through capture, like one from the API, so its sync is scheduled.
+        lead = capture_lead(
+            member=obj.captured_by,
+            team=obj.team,
+            data={name: form.cleaned_data[name] for name in CAPTURE_FIELDS},
+        )
+        obj.pk = lead.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
