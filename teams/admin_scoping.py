@@ -20,9 +20,10 @@ Access rules:
 * Everyone else, including staff with model permissions, sees nothing.
 
 Foreign key choices shrink to the user's teams: a key to Team lists the administered
-teams, to Subteam their subteams, to the user model their members. Any other key
-needs an entry in `related_team_fields` (field name -> path from the related model to
-Team), or it lists every row. Saving a row whose team the user does not administer
+teams, to Subteam their subteams, to the user model their members, and to a model
+with a `team` foreign key the rows of those teams. Any other key needs an entry in
+`related_team_fields` (field name -> path from the related model to Team), or it
+lists every row. Saving a row whose team the user does not administer
 raises PermissionDenied. For a team admin, the change, delete and history pages of a
 row outside their teams answer 404, the same as for a row that does not exist, where
 Django would redirect to the admin index.
@@ -30,7 +31,7 @@ Django would redirect to the admin index.
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.forms.models import _get_foreign_key
 from django.http import Http404
 
@@ -63,6 +64,14 @@ def _team_id_of(obj, team_field: str | None):
         if obj is None:
             return None
     return getattr(obj, obj._meta.get_field(last).attname)
+
+
+def _has_team_foreign_key(model) -> bool:
+    try:
+        field = model._meta.get_field("team")
+    except FieldDoesNotExist:
+        return False
+    return field.many_to_one and field.related_model is Team
 
 
 class TeamScopedAdminMixin:
@@ -180,6 +189,8 @@ class TeamScopedAdminMixin:
         if db_field.name in self.related_team_fields:
             path = self.related_team_fields[db_field.name]
             return model.objects.filter(**{f"{path}__in": team_ids})
+        if _has_team_foreign_key(model):
+            return model.objects.filter(team__in=team_ids)
         return None
 
     # -- Saving ---------------------------------------------------------------------
