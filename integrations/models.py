@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -47,6 +49,9 @@ class Integration(models.Model):
     # The serialized MSAL token cache, Fernet-encrypted with settings.TOKEN_CACHE_KEY.
     token_cache_encrypted = models.TextField(blank=True)
     last_error = models.TextField(blank=True)
+    # Random per integration: the sync derives the ids of the records it creates from it
+    # and the lead id, so two deployments or a restored database never reuse an id.
+    record_id_namespace = models.UUIDField(default=uuid.uuid4, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

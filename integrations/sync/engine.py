@@ -18,10 +18,6 @@ from .mappings import DEFAULT_LEAD_MAPPINGS, mapped_values
 
 logger = logging.getLogger(__name__)
 
-# Namespace for the record ids this product chooses on create (see `planned_record_id`).
-RECORD_ID_NAMESPACE = uuid.UUID("6d1f3c4e-8a55-4f0e-9a43-2a57d4c1b9e0")
-
-
 @dataclass
 class SyncResult:
     """What the engine did with one lead."""
@@ -32,14 +28,14 @@ class SyncResult:
     details: dict = field(default_factory=dict)
 
 
-def planned_record_id(integration_id, lead_id):
+def planned_record_id(integration, lead_id):
     """Return the Dynamics id to create the lead's record with.
 
-    The id is derived from the integration and the lead, so a create retried after a lost
-    response carries the same id: Dynamics rejects the second create with 412 instead of
-    storing a duplicate, and the engine updates the existing record.
+    The id is derived from the integration's random namespace and the lead, so a create
+    retried after a lost response carries the same id: Dynamics rejects the second create
+    with 412 instead of storing a duplicate, and the engine updates the existing record.
     """
-    return str(uuid.uuid5(RECORD_ID_NAMESPACE, f"{integration_id}:{lead_id}"))
+    return str(uuid.uuid5(integration.record_id_namespace, f"lead:{lead_id}"))
 
 
 def sync_lead(lead, integration, client):
@@ -69,7 +65,7 @@ def sync_lead(lead, integration, client):
             details["other_matches"] = candidates - 1
         return SyncResult("updated", "lead", record_id, details)
 
-    record_id = planned_record_id(integration.pk, lead.pk)
+    record_id = planned_record_id(integration, lead.pk)
     body = dict(values, leadid=record_id)
     owner_id, owner_source = choose_owner(client, lead, integration)
     if owner_id:

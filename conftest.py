@@ -1,0 +1,17 @@
+"""Suite-wide pytest fixtures."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """Keep the SQLite test database in a file, not in memory.
+
+    End-to-end tests start django-q2 worker processes that must open the same database.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})
+        database["TEST"]["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")

@@ -1,0 +1,89 @@
+"""Which leads get queued when they are captured or when an org is connected."""
+
+import pytest
+from django_q.models import OrmQ
+
+from integrations import services
+from integrations.models import Integration
+from leads.models import Lead
+from leads.services import capture_lead
+from teams.tests.factories import make_member, make_team
+
+pytestmark = pytest.mark.django_db
+
+
+def queued_lead_ids():
+    return [package.task["args"][0] for package in OrmQ.objects.all()]
+
+
+def test_capture_without_integration_stays_pending(django_capture_on_commit_callbacks):
+    team = make_team()
+    member = make_member(team)
+    with django_capture_on_commit_callbacks(execute=True):
+        lead = capture_lead(member=member, team=team, data={"last_name": "Pending"})
+    lead.refresh_from_db()
+    assert lead.sync_status == Lead.SyncStatus.PENDING
+    assert "No Dynamics integration" in lead.last_sync_error
+    assert queued_lead_ids() == []
+
+
+def test_capture_with_auto_sync_is_queued(django_capture_on_commit_callbacks):
+    team = make_team()
+    member = make_member(team)
+    Integration.objects.create(team=team, org_url="https://org.example",
+                               status=Integration.Status.CONNECTED)
+    with django_capture_on_commit_callbacks(execute=True):
+        lead = capture_lead(member=member, team=team, data={"last_name": "Queued"})
+    lead.refresh_from_db()
+    assert lead.sync_status == Lead.SyncStatus.QUEUED
+    assert queued_lead_ids() == [lead.pk]
+
+
+def test_capture_with_auto_sync_off_waits(django_capture_on_commit_callbacks):
+    team = make_team()
+    member = make_member(team)
+    Integration.objects.create(team=team, org_url="https://org.example", auto_sync=False,
+                               status=Integration.Status.CONNECTED)
+    with django_capture_on_commit_callbacks(execute=True):
+        lead = capture_lead(member=member, team=team, data={"last_name": "Waiting"})
+    lead.refresh_from_db()
+    assert lead.sync_status == Lead.SyncStatus.PENDING
+    assert "Auto Sync is off" in lead.last_sync_error
+    assert queued_lead_ids() == []
+
+
+def test_rolled_back_capture_is_not_queued(django_capture_on_commit_callbacks):
+    team = make_team()
+    member = make_member(team)
+    Integration.objects.create(team=team, org_url="https://org.example",
+                               status=Integration.Status.CONNECTED)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        capture_lead(member=member, team=team, data={"last_name": "Rolled back"})
+    assert len(callbacks) == 1
+    assert queued_lead_ids() == []
+
+
+def test_subteam_integration_wins(django_capture_on_commit_callbacks):
+    from teams.services import add_subteam_member
+    from teams.tests.factories import make_subteam
+
+    team = make_team()
+    member = make_member(team)
+    subteam = make_subteam(team)
+    add_subteam_member(subteam, member)
+    Integration.objects.create(team=team, org_url="https://team.example")
+    own = Integration.objects.create(team=team, subteam=subteam, org_url="https://sub.example")
+    lead = Lead.objects.create(team=team, captured_by=member, last_name="Sub")
+    assert services.integration_for_lead(lead) == own
+
+
+def test_connect_queues_waiting_leads(django_capture_on_commit_callbacks):
+    team = make_team()
+    member = make_member(team)
+    waiting = Lead.objects.create(team=team, captured_by=member, last_name="Waiting")
+    integration = Integration.objects.create(team=team, org_url="https://org.example",
+                                             status=Integration.Status.CONNECTED)
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = services.enqueue_waiting_leads(integration)
+    assert queued == 1
+    assert queued_lead_ids() == [waiting.pk]

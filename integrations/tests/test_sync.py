@@ -1,0 +1,196 @@
+"""The sync engine and services against the sandbox, run in-process without a worker."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from integrations import services
+from integrations.models import Integration, SyncLog
+from integrations.sync.engine import planned_record_id
+from leads.models import Lead
+from teams.tests.factories import make_lead, make_member
+
+from .conftest import SANDBOX_ADMIN, SANDBOX_READER, SANDBOX_SALES, ConnectedTeam, unique_email
+
+pytestmark = pytest.mark.django_db
+
+
+def sandbox_lead(sandbox, record_id):
+    return next(row for row in sandbox.store.records("lead") if row["leadid"] == record_id)
+
+
+def sandbox_leads_with_email(sandbox, email):
+    return [row for row in sandbox.store.records("lead")
+            if (row.get("emailaddress1") or "").lower() == email.lower()]
+
+
+def sandbox_user_id(sandbox, email):
+    return next(row["systemuserid"] for row in sandbox.store.records("systemuser")
+                if row["internalemailaddress"] == email)
+
+
+def capture(team_setup, member=None, **fields):
+    return make_lead(team_setup.team, member or team_setup.member, **fields)
+
+
+def test_sync_creates_lead_with_default_mappings(connected_team, sandbox):
+    email = unique_email("ada")
+    lead = capture(connected_team, first_name="Ada", last_name="Lovelace", email=email,
+                   phone="+44 20 7946 0123", company="Analytical Engines",
+                   job_title="Mathematician", website="https://engines.example")
+
+    log = services.sync_lead_now(lead.pk)
+
+    lead.refresh_from_db()
+    record = sandbox_lead(sandbox, lead.dynamics_record_id)
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert lead.sync_status == Lead.SyncStatus.SYNCED
+    assert lead.dynamics_entity == "lead"
+    assert record["firstname"] == "Ada"
+    assert record["lastname"] == "Lovelace"
+    assert record["emailaddress1"] == email
+    assert record["telephone1"] == "+44 20 7946 0123"
+    assert record["companyname"] == "Analytical Engines"
+    assert record["jobtitle"] == "Mathematician"
+    assert record["websiteurl"] == "https://engines.example"
+
+
+def test_sync_owner_defaults_to_integration_user(connected_team, sandbox):
+    lead = capture(connected_team, email=unique_email())
+    services.sync_lead_now(lead.pk)
+    lead.refresh_from_db()
+    record = sandbox_lead(sandbox, lead.dynamics_record_id)
+    assert record["_ownerid_value"] == sandbox_user_id(sandbox, SANDBOX_ADMIN)
+
+
+def test_sync_owner_is_members_dynamics_user(connected_team, sandbox):
+    member = get_user_model().objects.create_user(username="sam", email=SANDBOX_SALES)
+    make_member(connected_team.team, member)
+    lead = capture(connected_team, member=member, email=unique_email())
+    services.sync_lead_now(lead.pk)
+    lead.refresh_from_db()
+    record = sandbox_lead(sandbox, lead.dynamics_record_id)
+    assert record["_ownerid_value"] == sandbox_user_id(sandbox, SANDBOX_SALES)
+
+
+def test_same_person_twice_updates_one_lead(connected_team, sandbox):
+    email = unique_email("twice")
+    first = capture(connected_team, first_name="Grace", last_name="Hopper", email=email)
+    second = capture(connected_team, first_name="Grace", last_name="Hopper",
+                     email=email.upper(), job_title="Rear Admiral")
+
+    services.sync_lead_now(first.pk)
+    log = services.sync_lead_now(second.pk)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    records = sandbox_leads_with_email(sandbox, email)
+    assert log.outcome == SyncLog.Outcome.UPDATED
+    assert len(records) == 1
+    assert second.dynamics_record_id == first.dynamics_record_id
+    assert records[0]["jobtitle"] == "Rear Admiral"
+    assert log.details["matched_by"] == "email"
+
+
+def test_match_by_phone(connected_team, sandbox):
+    phone = f"+1 415 555 {unique_email()[5:9]}"
+    first = capture(connected_team, phone=phone, email="")
+    second = capture(connected_team, phone=phone, email="", company="Phone Match Inc")
+    services.sync_lead_now(first.pk)
+    log = services.sync_lead_now(second.pk)
+    second.refresh_from_db()
+    first.refresh_from_db()
+    assert log.details["matched_by"] == "phone"
+    assert second.dynamics_record_id == first.dynamics_record_id
+
+
+@pytest.mark.parametrize("local_part", ["o'neil", "dana+expo", "amp&hash#"])
+def test_match_with_reserved_characters(connected_team, sandbox, local_part):
+    email = f"{local_part}.{unique_email()}"
+    first = capture(connected_team, email=email)
+    second = capture(connected_team, email=email, job_title="Second capture")
+    services.sync_lead_now(first.pk)
+    log = services.sync_lead_now(second.pk)
+    assert log.outcome == SyncLog.Outcome.UPDATED
+    assert len(sandbox_leads_with_email(sandbox, email)) == 1
+
+
+def test_crafted_email_matches_nothing(connected_team, sandbox):
+    victim = capture(connected_team, email=unique_email("victim"))
+    services.sync_lead_now(victim.pk)
+    crafted = capture(connected_team, email="x' or emailaddress1 ne 'y")
+    log = services.sync_lead_now(crafted.pk)
+    crafted.refresh_from_db()
+    victim.refresh_from_db()
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert crafted.dynamics_record_id != victim.dynamics_record_id
+
+
+def test_resync_updates_same_record(connected_team, sandbox):
+    lead = capture(connected_team, email=unique_email(), company="Before")
+    services.sync_lead_now(lead.pk)
+    Lead.objects.filter(pk=lead.pk).update(company="After")
+    log = services.sync_lead_now(lead.pk)
+    lead.refresh_from_db()
+    assert log.outcome == SyncLog.Outcome.UPDATED
+    assert log.details["matched_by"] == "previous sync"
+    assert sandbox_lead(sandbox, lead.dynamics_record_id)["companyname"] == "After"
+
+
+def test_retried_create_does_not_duplicate(connected_team, sandbox):
+    """A create whose response was lost left the record; the retry must update it."""
+    lead = capture(connected_team, email="", phone="", company=f"Lost {unique_email()}")
+    integration = connected_team.integration
+    record_id = planned_record_id(integration, lead.pk)
+    from integrations.connection import client_for
+
+    client_for(integration).create("leads", {"leadid": record_id, "lastname": "Earlier"})
+
+    log = services.sync_lead_now(lead.pk)
+
+    lead.refresh_from_db()
+    matching = [row for row in sandbox.store.records("lead") if row["leadid"] == record_id]
+    assert log.outcome == SyncLog.Outcome.UPDATED
+    assert lead.dynamics_record_id == record_id
+    assert len(matching) == 1
+
+
+def test_update_keeps_values_of_empty_fields(connected_team, sandbox):
+    email = unique_email()
+    first = capture(connected_team, email=email, job_title="Engineer")
+    second = capture(connected_team, email=email, job_title="")
+    services.sync_lead_now(first.pk)
+    services.sync_lead_now(second.pk)
+    second.refresh_from_db()
+    assert sandbox_lead(sandbox, second.dynamics_record_id)["jobtitle"] == "Engineer"
+
+
+def test_missing_privilege_fails_with_reason(client, sandbox, dynamics_settings):
+    reader_team = ConnectedTeam(client, sandbox, dynamics_email=SANDBOX_READER)
+    lead = capture(reader_team, email=unique_email())
+
+    log = services.sync_lead_now(lead.pk)
+
+    lead.refresh_from_db()
+    assert log.outcome == SyncLog.Outcome.FAILED
+    assert lead.sync_status == Lead.SyncStatus.FAILED
+    assert "lacks a privilege" in lead.last_sync_error
+    assert "prvCreateLead" in lead.last_sync_error
+
+
+def test_broken_sign_in_keeps_lead_pending(connected_team):
+    Integration.objects.filter(pk=connected_team.integration.pk).update(
+        msal_account_id="someone-else"
+    )
+    lead = capture(connected_team, email=unique_email())
+
+    services.sync_lead_now(lead.pk)
+
+    lead.refresh_from_db()
+    integration = Integration.objects.get(pk=connected_team.integration.pk)
+    assert lead.sync_status == Lead.SyncStatus.PENDING
+    assert "reconnect" in lead.last_sync_error
+    assert integration.status == Integration.Status.REAUTHORIZATION_NEEDED
+
+
+def test_sync_of_deleted_lead_is_skipped(connected_team):
+    assert services.sync_lead_now(999999) is None
