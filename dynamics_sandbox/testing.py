@@ -1,0 +1,184 @@
+"""Helpers to run the sandbox from tests and scripts, and to sign in like a person.
+
+    running = start_sandbox(tmp_path)            # server thread in this process
+    running.base_url, running.authority, running.ca_bundle, running.store
+    running.stop()
+
+    process, base_url = start_sandbox_process(tmp_path)   # `manage.py dynamics_sandbox`
+
+    location = sign_in_with_form(authorize_url, "sam.sales@contoso.example", ca_bundle)
+
+The sign-in page is a form that posts the authorize request back as hidden fields plus
+one radio button per user, named `login_hint` (USER_FIELD) with the user's sign-in
+name as its value.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urljoin
+
+import requests
+
+from .identity import USER_FIELD
+from .seed import TENANT_NAME
+from .server import SandboxServer, SandboxSettings, serve_in_thread
+from .store import Store
+
+READY_LINE = re.compile(r"Dynamics sandbox listening on (https://\S+)")
+MANAGE_PY = Path(__file__).resolve().parent.parent / "manage.py"
+# Seconds to wait for the sign-in page and form post.
+SIGN_IN_TIMEOUT = 10
+
+__all__ = [
+    "USER_FIELD",
+    "RunningSandbox",
+    "sign_in_with_form",
+    "start_sandbox",
+    "start_sandbox_process",
+]
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox server running in a background thread of this process."""
+
+    base_url: str
+    authority: str
+    ca_bundle: str
+    store: Store
+    client_id: str
+    client_secret: str
+    _server: SandboxServer = field(repr=False)
+
+    def stop(self):
+        """Stop serving and close the server socket and the store."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+def start_sandbox(data_dir, host="127.0.0.1", port=0, *, client_id=None, client_secret=None,
+                  token_lifetime=None) -> RunningSandbox:
+    """Start a sandbox on `host`:`port` (0 picks a free port) in a background thread.
+
+    The client id and secret default to SANDBOX_CLIENT_ID and SANDBOX_CLIENT_SECRET from
+    Django's settings when they are configured. `token_lifetime` sets the access token
+    lifetime in seconds.
+    """
+    settings = SandboxSettings.from_environment(
+        data_dir, host=host, port=port, client_id=client_id, client_secret=client_secret
+    )
+    if token_lifetime is not None:
+        settings.token_lifetime = token_lifetime
+    server = SandboxServer(settings)
+    serve_in_thread(server)
+    return RunningSandbox(
+        base_url=server.base_url,
+        authority=f"{server.base_url}/{TENANT_NAME}",
+        ca_bundle=str(server.ca_bundle),
+        store=server.store,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        _server=server,
+    )
+
+
+def start_sandbox_process(data_dir, port=0, env=None, timeout=60):
+    """Run `manage.py dynamics_sandbox` as a child process and wait for its ready line.
+
+    Return (Popen, base_url). `env` replaces the child's environment when given. The
+    caller stops the process (terminate() and wait()). Raise RuntimeError if the
+    process exits or prints no ready line within `timeout` seconds.
+    """
+    command = [
+        sys.executable, str(MANAGE_PY), "dynamics_sandbox",
+        "--port", str(port), "--data-dir", str(data_dir),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env if env is not None else os.environ.copy(),
+        cwd=str(MANAGE_PY.parent),
+    )
+    deadline = time.monotonic() + timeout
+    output = []
+    # readline() blocks, so the deadline is checked between lines only.
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        match = READY_LINE.search(line)
+        if match:
+            return process, match.group(1)
+    process.kill()
+    process.wait()
+    raise RuntimeError(
+        "The sandbox process did not print its ready line. Output:\n" + "".join(output)
+    )
+
+
+class _FormParser(HTMLParser):
+    """Collect the form action, hidden fields and the user choices of the sign-in page."""
+
+    def __init__(self):
+        super().__init__()
+        self.action = None
+        self.hidden = {}
+        self.users = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "form":
+            self.action = attributes.get("action")
+        elif tag == "input":
+            if attributes.get("type") == "hidden":
+                self.hidden[attributes.get("name")] = attributes.get("value", "")
+            elif attributes.get("name") == USER_FIELD:
+                self.users.append(attributes.get("value", ""))
+
+
+def sign_in_with_form(authorize_url, user_email, ca_bundle) -> str:
+    """Open the sign-in page, choose the user with `user_email` and submit the form.
+
+    Return the Location of the redirect to the client's redirect_uri (with `code` and
+    `state`, or `error`) without following it. Raise AssertionError if the page or the
+    form post does not answer as a sign-in page does.
+    """
+    with requests.Session() as session:
+        session.trust_env = False
+        session.verify = ca_bundle
+        page = session.get(authorize_url, allow_redirects=False, timeout=SIGN_IN_TIMEOUT)
+        if page.status_code == 302:
+            return page.headers["Location"]
+        if page.status_code != 200:
+            raise AssertionError(f"The sign-in page answered {page.status_code}: {page.text}")
+        parser = _FormParser()
+        parser.feed(page.text)
+        matching = [user for user in parser.users if user.lower() == user_email.lower()]
+        if parser.action is None or not matching:
+            raise AssertionError(
+                f"The sign-in page offers no user {user_email!r}. Users: {parser.users}"
+            )
+        form = dict(parser.hidden)
+        form[USER_FIELD] = matching[0]
+        answer = session.post(
+            urljoin(authorize_url, parser.action), data=form,
+            allow_redirects=False, timeout=SIGN_IN_TIMEOUT,
+        )
+        if answer.status_code != 302:
+            raise AssertionError(f"The sign-in form answered {answer.status_code}: {answer.text}")
+        return answer.headers["Location"]

@@ -1,0 +1,647 @@
+"""Dataverse Web API stand-in under /api/data/v9.2/.
+
+Served requests (entity sets from schema.TABLES, all names case-sensitive):
+
+    GET    /api/data/v9.2/WhoAmI
+    GET    /api/data/v9.2/{set}?$select&$filter&$orderby&$top&$expand&$count
+    POST   /api/data/v9.2/{set}
+    GET    /api/data/v9.2/{set}(<id>)?$select&$expand
+    PATCH  /api/data/v9.2/{set}(<id>)          update, upsert or create-only
+    DELETE /api/data/v9.2/{set}(<id>)
+    GET    /api/data/v9.2/systemusers(<id>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()
+    GET    /api/data/v9.2/EntityDefinitions(LogicalName='<name>')/Attributes[/<cast>]
+
+Every request needs a bearer token that the sign-in endpoints issued for this server.
+"""
+
+import json
+import logging
+import re
+import sqlite3
+import uuid
+from urllib.parse import quote, unquote, urlsplit
+
+from . import schema, seed
+from .odata_filter import FilterError, parse_filter
+from .records import (
+    DataverseError,
+    apply_update,
+    duplicate_key,
+    etag,
+    new_id,
+    new_record,
+    not_found,
+    parse_guid,
+    parse_payload,
+    require_privilege,
+    serialize,
+)
+from .store import ACCESS_TOKEN
+from .web import LOOPBACK_HOSTS, Response
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/data/v9.2/"
+QUERY_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$expand", "$count", "$skiptoken"}
+UNSUPPORTED_QUERY_OPTIONS = {"$skip", "$search", "$apply", "$format", "$levels", "$compute"}
+MAX_PAGE_SIZE = 5000
+MAX_URL_LENGTH = 32 * 1024
+
+_SEGMENT = re.compile(r"^(?P<name>[^()]+)(?:\((?P<key>[^)]*)\))?$")
+_SKIPTOKEN = re.compile(r'^<cookie pagenumber="(?P<page>\d+)" />$')
+_EXPAND = re.compile(r"^(?P<name>[A-Za-z_]+)(?:\(\$select=(?P<select>[A-Za-z_,]*)\))?$")
+
+
+def odata_headers(extra=None):
+    headers = {
+        "OData-Version": "4.0",
+        "Content-Type": "application/json; odata.metadata=minimal",
+    }
+    headers.update(extra or {})
+    return headers
+
+
+def json_result(status, payload, headers=None):
+    return Response(status, json.dumps(payload).encode("utf-8"), odata_headers(headers))
+
+
+def error_response(error):
+    if error.status == 401:
+        # NOTE: the body of Dataverse's 401 is unconfirmed, so the sandbox sends none and
+        # clients have to rely on the status and the WWW-Authenticate header.
+        return Response(401, b"", {"OData-Version": "4.0", **error.headers})
+    return json_result(
+        error.status, {"error": {"code": error.code, "message": error.message}}, error.headers
+    )
+
+
+def _not_found_segment(segment):
+    return DataverseError(404, "0x8006088a", f"Resource not found for the segment '{segment}'.")
+
+
+class WebApi:
+    """Handle /api/data/v9.2/ requests for one sandbox."""
+
+    def __init__(self, store, settings):
+        self.store = store
+        self.settings = settings
+
+    def handle(self, request):
+        """Return a Response for a Web API path, or None if `request` is not one."""
+        if not (request.path + "/").startswith(API_PREFIX):
+            return None
+        try:
+            user = self.authenticate(request)
+            request.user_id = user["systemuserid"]
+            return self.dispatch(request, user)
+        except DataverseError as error:
+            if error.status >= 500:
+                logger.error("Web API error %s: %s", error.code, error.message)
+            return error_response(error)
+
+    # Authentication
+
+    def authenticate(self, request):
+        authority = f"{request.base_url}/{seed.TENANT_NAME}"
+        challenge = {
+            "WWW-Authenticate": f"Bearer authorization_uri={authority}/oauth2/authorize, "
+                                f"resource_id={request.base_url}",
+        }
+        authorization = request.header("Authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized(challenge)
+        grant = self.store.get_grant(ACCESS_TOKEN, token.strip())
+        if grant is None or grant["expired"] or grant["revoked"]:
+            raise _unauthorized(challenge)
+        if not self._is_own_audience(grant["audience"]):
+            raise _unauthorized(challenge)
+        user = self.store.get("systemuser", grant["systemuserid"])
+        if user is None or user["isdisabled"]:
+            raise _unauthorized(challenge)
+        return user
+
+    def _is_own_audience(self, audience):
+        """Accept a token for https://127.0.0.1:PORT, https://localhost:PORT or [::1]."""
+        parts = urlsplit(audience)
+        try:
+            port = parts.port or 443
+        except ValueError:
+            return False
+        return (
+            parts.scheme == "https"
+            and parts.hostname in LOOPBACK_HOSTS
+            and port == self.settings.port
+        )
+
+    # Routing
+
+    def dispatch(self, request, user):
+        if len(request.path) + len(request.query) + 1 > MAX_URL_LENGTH:
+            raise DataverseError(414, "0x0", "The request URL is longer than 32768 characters.")
+        relative = unquote(request.path[len(API_PREFIX):]).rstrip("/")
+        segments = _split_segments(relative)
+        if not segments:
+            raise _not_found_segment("")
+        first = _SEGMENT.match(segments[0])
+        if first is None:
+            raise _not_found_segment(segments[0])
+        name, key = first.group("name"), first.group("key")
+
+        if name == "WhoAmI" and len(segments) == 1 and key in (None, ""):
+            _require_method(request, "GET")
+            return json_result(200, {
+                "@odata.context": f"{request.base_url}{API_PREFIX}$metadata"
+                                  "#Microsoft.Dynamics.CRM.WhoAmIResponse",
+                "BusinessUnitId": seed.BUSINESS_UNIT_ID,
+                "UserId": user["systemuserid"],
+                "OrganizationId": seed.ORGANIZATION_ID,
+            })
+        if name == "EntityDefinitions" and key is not None:
+            _require_method(request, "GET")
+            return self.attribute_metadata(request, key, segments[1:])
+
+        table = schema.TABLES_BY_ENTITY_SET.get(name)
+        if table is None:
+            raise _not_found_segment(name)
+        if key is None:
+            if len(segments) > 1:
+                raise _not_found_segment(segments[1])
+            if request.method == "GET":
+                return self.query(request, user, table)
+            if request.method == "POST":
+                return self.create(request, user, table)
+            raise _method_not_allowed(request.method)
+        record_id = parse_guid(key)
+        if len(segments) == 2 and table is schema.SYSTEMUSER and segments[1] in (
+            "Microsoft.Dynamics.CRM.RetrieveUserPrivileges()", "RetrieveUserPrivileges()",
+        ):
+            _require_method(request, "GET")
+            return self.retrieve_user_privileges(request, user, record_id)
+        if len(segments) > 1:
+            raise _not_found_segment(segments[1])
+        if request.method == "GET":
+            return self.retrieve(request, user, table, record_id)
+        if request.method == "PATCH":
+            return self.update(request, user, table, record_id)
+        if request.method == "DELETE":
+            return self.delete(request, user, table, record_id)
+        raise _method_not_allowed(request.method)
+
+    # Query options
+
+    def _options(self, request, table, allowed):
+        options = {}
+        for name, value in request.query_pairs():
+            if not name.startswith("$"):
+                continue  # OData ignores custom query options.
+            if name in UNSUPPORTED_QUERY_OPTIONS:
+                raise DataverseError(400, "0x0", f"The query parameter {name} is not supported")
+            if name not in allowed:
+                raise DataverseError(
+                    400, "0x0",
+                    f"The query parameter '{name}' is not supported. Query option names are "
+                    f"case-sensitive; supported here: {', '.join(sorted(allowed))}.",
+                )
+            if name in options:
+                raise DataverseError(
+                    400, "0x0",
+                    f"Query option '{name}' was specified more than once, but it must be "
+                    "specified at most once.",
+                )
+            options[name] = value
+        options["select"] = _parse_select(table, options.get("$select"))
+        options["expand"] = _parse_expand(table, options.get("$expand"))
+        return options
+
+    # Handlers
+
+    def query(self, request, user, table):
+        require_privilege(self.store, user, "Read", table)
+        options = self._options(request, table, QUERY_OPTIONS)
+        rows = self.store.records(table.logical_name)
+
+        if options.get("$filter") is not None:
+            try:
+                predicate = parse_filter(options["$filter"], table)
+            except FilterError as error:
+                raise DataverseError(400, "0x0", str(error)) from None
+            rows = [row for row in rows if predicate(row)]
+        if options.get("$orderby"):
+            rows = _order(rows, table, options["$orderby"])
+
+        page_size = _max_page_size(request)
+        headers = {}
+        if page_size is not None:
+            headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
+        elif options.get("$top") is not None:
+            rows = rows[: _parse_top(options["$top"])]
+        total = len(rows)
+        page = 1
+        if options.get("$skiptoken") is not None:
+            match = _SKIPTOKEN.match(options["$skiptoken"])
+            if match is None:
+                raise DataverseError(400, "0x0", "The $skiptoken value is not valid. Use the "
+                                                 "@odata.nextLink of the previous page as is.")
+            page = int(match.group("page"))
+        size = page_size or MAX_PAGE_SIZE
+        start = (page - 1) * size
+        page_rows = rows[start: start + size]
+
+        context = f"{request.base_url}{API_PREFIX}$metadata#{table.entity_set}"
+        if options["select"] is not None:
+            context += f"({','.join(options['select'])})"
+        payload = {"@odata.context": context}
+        if options.get("$count") is not None:
+            if options["$count"] not in ("true", "false"):
+                raise DataverseError(400, "0x0", f"'{options['$count']}' is not a valid count option.")
+            if options["$count"] == "true":
+                payload["@odata.count"] = total
+        payload["value"] = [
+            self._present(table, row, options) for row in page_rows
+        ]
+        if start + size < total:
+            payload["@odata.nextLink"] = _next_link(request, page + 1)
+        return json_result(200, payload, headers)
+
+    def _present(self, table, record, options):
+        output = serialize(table, record, options["select"])
+        if options["expand"] is not None:
+            select = options["expand"]
+            output[schema.USER_ROLES_NAVIGATION] = [
+                serialize(schema.ROLE, self.store.get("role", role_id), select)
+                for role_id in self.store.role_ids_of_user(record["systemuserid"])
+            ]
+        return output
+
+    def retrieve(self, request, user, table, record_id):
+        require_privilege(self.store, user, "Read", table)
+        options = self._options(request, table, {"$select", "$expand"})
+        record = self.store.get(table.logical_name, record_id)
+        if record is None:
+            raise not_found(table, record_id)
+        payload = {"@odata.context": f"{request.base_url}{API_PREFIX}$metadata#"
+                                     f"{table.entity_set}/$entity"}
+        payload.update(self._present(table, record, options))
+        return json_result(200, payload, {"ETag": etag(record)})
+
+    def _read_body(self, request, table, creating):
+        content_type = request.header("Content-Type", "")
+        if not content_type.split(";")[0].strip().lower() == "application/json":
+            raise DataverseError(
+                415, "0x0",
+                f"The content type '{content_type}' is not supported. Send "
+                "'Content-Type: application/json'.",
+            )
+        try:
+            payload = json.loads(request.body.decode("utf-8") or "null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise DataverseError(400, "0x0", f"The request body is not valid JSON: {error}.") from None
+        return parse_payload(self.store, table, payload, creating)
+
+    def _check_write(self, user, table):
+        if table.read_only:
+            raise DataverseError(
+                405, "0x0",
+                f"The entity set '{table.entity_set}' is read-only in the sandbox.",
+            )
+
+    def _check_binds(self, user, table, binds, values_owner_change):
+        if binds:
+            require_privilege(self.store, user, "Append", table)
+        for column_name, (target, target_id) in binds.items():
+            if target_id is not None and target != "systemuser":
+                require_privilege(self.store, user, "AppendTo", schema.TABLES[target])
+        if values_owner_change:
+            require_privilege(self.store, user, "Assign", table)
+
+    def _return_representation(self, request):
+        prefer = request.header("Prefer", "")
+        return any(part.strip() == "return=representation" for part in prefer.split(","))
+
+    def _duplicate_detection(self, request, table, record):
+        """Run the default duplicate rules when the client turns detection on."""
+        if request.header("MSCRM.SuppressDuplicateDetection", "").lower() != "false":
+            return
+        column = {"lead": "emailaddress1", "contact": "emailaddress1", "account": "name"}.get(
+            table.logical_name
+        )
+        value = record.get(column) if column else None
+        if not value:
+            return
+        for other in self.store.records(table.logical_name):
+            same_record = other[table.primary_key] == record[table.primary_key]
+            if not same_record and (other.get(column) or "").casefold() == value.casefold():
+                raise DataverseError(
+                    500, "0x80040333",
+                    "A record was not created or updated because a duplicate of the current "
+                    "record already exists.",
+                )
+
+    def create(self, request, user, table):
+        self._check_write(user, table)
+        require_privilege(self.store, user, "Create", table)
+        options = self._options(request, table, {"$select"})
+        values, binds = self._read_body(request, table, creating=True)
+        owner = binds.get("ownerid")
+        self._check_binds(user, table, binds, owner is not None and owner[1] != user["systemuserid"])
+        record_id = values.pop(table.primary_key, None) or new_id()
+        return self._insert(request, user, table, record_id, values, binds, options, 201)
+
+    def _insert(self, request, user, table, record_id, values, binds, options, created_status):
+        with self.store.transaction():
+            record = new_record(self.store, table, record_id, values, binds, user)
+            self._duplicate_detection(request, table, record)
+            try:
+                self.store.insert(table.logical_name, record)
+            except sqlite3.IntegrityError:
+                raise duplicate_key() from None
+        logger.info("Created %s %s for user %s", table.logical_name, record_id, user["systemuserid"])
+        return self._write_result(request, table, record, options, created_status)
+
+    def _write_result(self, request, table, record, options, status_with_body):
+        entity_id = f"{request.base_url}{API_PREFIX}{table.entity_set}({record[table.primary_key]})"
+        if self._return_representation(request):
+            payload = {"@odata.context": f"{request.base_url}{API_PREFIX}$metadata#"
+                                         f"{table.entity_set}/$entity"}
+            payload.update(serialize(table, record, options["select"]))
+            return json_result(status_with_body, payload, {
+                "Preference-Applied": "return=representation",
+                "ETag": etag(record),
+            })
+        return Response(204, b"", {"OData-Version": "4.0", "OData-EntityId": entity_id})
+
+    def update(self, request, user, table, record_id):
+        self._check_write(user, table)
+        options = self._options(request, table, {"$select"})
+        if_match = request.header("If-Match")
+        if_none_match = request.header("If-None-Match")
+        if if_none_match is not None and if_none_match.strip() != "*":
+            raise DataverseError(400, "0x0", "If-None-Match supports only '*' on PATCH.")
+        values, binds = self._read_body(request, table, creating=False)
+        body_id = values.pop(table.primary_key, None)
+        if body_id is not None and body_id != record_id:
+            raise DataverseError(
+                400, "0x0",
+                f"The key in the URL ({record_id}) and the '{table.primary_key}' in the body "
+                f"({body_id}) do not match.",
+            )
+
+        with self.store.transaction():
+            existing = self.store.get(table.logical_name, record_id)
+            if existing is None:
+                if if_match is not None:
+                    raise not_found(table, record_id)
+                # Upsert: the record is created with the values of the update.
+                require_privilege(self.store, user, "Create", table)
+                creatable = {}
+                for name, value in values.items():
+                    column = table.column_by_value_name(name)
+                    if not column.valid_for_create:
+                        raise DataverseError(
+                            400, "0x80048408",
+                            f"The '{name}' attribute is not valid for create on the "
+                            f"'{table.logical_name}' entity.",
+                        )
+                    creatable[name] = value
+                owner = binds.get("ownerid")
+                self._check_binds(
+                    user, table, binds, owner is not None and owner[1] != user["systemuserid"]
+                )
+                return self._insert(request, user, table, record_id, creatable, binds, options, 201)
+
+            if if_none_match is not None:
+                raise duplicate_key()
+            if if_match is not None and if_match.strip() != "*" and if_match.strip() != etag(existing):
+                raise DataverseError(
+                    412, "0x80060882",
+                    "The version of the existing record doesn't match the RowVersion property "
+                    "provided.",
+                )
+            require_privilege(self.store, user, "Write", table)
+            owner = binds.get("ownerid")
+            self._check_binds(
+                user, table, binds,
+                owner is not None and owner[1] != existing.get("_ownerid_value"),
+            )
+            updated = apply_update(self.store, table, existing, values, binds, user)
+            self._duplicate_detection(request, table, updated)
+            self.store.replace(table.logical_name, updated)
+        logger.info("Updated %s %s for user %s", table.logical_name, record_id, user["systemuserid"])
+        return self._write_result(request, table, updated, options, 200)
+
+    def delete(self, request, user, table, record_id):
+        self._check_write(user, table)
+        require_privilege(self.store, user, "Delete", table)
+        self._options(request, table, set())
+        with self.store.transaction():
+            if self.store.get(table.logical_name, record_id) is None:
+                raise not_found(table, record_id)
+            self.store.delete(table.logical_name, record_id)
+        logger.info("Deleted %s %s for user %s", table.logical_name, record_id, user["systemuserid"])
+        return Response(204, b"", {"OData-Version": "4.0"})
+
+    def retrieve_user_privileges(self, request, user, record_id):
+        require_privilege(self.store, user, "Read", schema.SYSTEMUSER)
+        if self.store.get("systemuser", record_id) is None:
+            raise not_found(schema.SYSTEMUSER, record_id)
+        names = sorted(seed.privileges_of_roles(self.store.role_ids_of_user(record_id)))
+        return json_result(200, {
+            "@odata.context": f"{request.base_url}{API_PREFIX}$metadata"
+                              "#Microsoft.Dynamics.CRM.RetrieveUserPrivilegesResponse",
+            "RolePrivileges": [
+                {
+                    # NOTE: the sandbox grants every privilege at Global depth; it does not
+                    # limit reads or writes to the user's own records or business unit.
+                    "Depth": "Global",
+                    "PrivilegeId": seed.privilege_id(name),
+                    "BusinessUnitId": seed.BUSINESS_UNIT_ID,
+                    "PrivilegeName": name,
+                }
+                for name in names
+            ],
+        })
+
+    def attribute_metadata(self, request, key, rest):
+        match = re.fullmatch(r"LogicalName='([a-z_]+)'", key)
+        table = schema.TABLES.get(match.group(1)) if match else None
+        if table is None:
+            raise DataverseError(
+                404, "0x80040217",
+                f"Could not find entity with key {key}. Use LogicalName='<logical name>'.",
+            )
+        if not rest or rest[0] != "Attributes" or len(rest) > 2:
+            raise _not_found_segment(rest[0] if rest else f"EntityDefinitions({key})")
+        attribute_type = None
+        if len(rest) == 2:
+            if rest[1] == "Microsoft.Dynamics.CRM.StringAttributeMetadata":
+                attribute_type = (schema.STRING,)
+            elif rest[1] == "Microsoft.Dynamics.CRM.MemoAttributeMetadata":
+                attribute_type = (schema.MEMO,)
+            else:
+                raise _not_found_segment(rest[1])
+        properties = ["LogicalName", "AttributeType", "DisplayName", "RequiredLevel",
+                      "MaxLength", "IsValidForCreate", "IsValidForUpdate", "Targets"]
+        select = None
+        for name, value in request.query_pairs():
+            if name == "$select":
+                select = value.split(",")
+            elif name.startswith("$") and name != "$filter":
+                raise DataverseError(400, "0x0", f"The query parameter '{name}' is not supported.")
+        for name in select or []:
+            if name not in properties or (name == "MaxLength" and attribute_type is None):
+                raise DataverseError(
+                    400, "0x0",
+                    f"Could not find a property named '{name}' on type "
+                    "'Microsoft.Dynamics.CRM.AttributeMetadata'.",
+                )
+        items = []
+        for column in table.columns.values():
+            if attribute_type is not None and column.type not in attribute_type:
+                continue
+            item = {
+                "LogicalName": column.name,
+                "AttributeType": column.type,
+                "DisplayName": {"UserLocalizedLabel": {
+                    "Label": column.display_name or column.name, "LanguageCode": 1033,
+                }} if column.display_name else {"UserLocalizedLabel": None},
+                "RequiredLevel": {"Value": column.required_level, "CanBeChanged": True},
+                "IsValidForCreate": column.valid_for_create,
+                "IsValidForUpdate": column.valid_for_update,
+            }
+            if attribute_type is not None:
+                item["MaxLength"] = column.max_length
+            if column.is_lookup:
+                item["Targets"] = sorted(set(column.navigations.values()))
+            if select is not None:
+                item = {name: item.get(name) for name in select}
+            item["MetadataId"] = str(_metadata_id(table, column))
+            items.append(item)
+        return json_result(200, {
+            "@odata.context": f"{request.base_url}{API_PREFIX}$metadata#EntityDefinitions"
+                              f"('{table.logical_name}')/Attributes",
+            "value": items,
+        })
+
+
+def _metadata_id(table, column):
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:{table.logical_name}.{column.name}")
+
+
+def _split_segments(relative):
+    """Split a path on '/' outside quotes and parentheses."""
+    segments, current, depth, quoted = [], [], 0, False
+    for character in relative:
+        if character == "'":
+            quoted = not quoted
+        elif not quoted and character == "(":
+            depth += 1
+        elif not quoted and character == ")":
+            depth -= 1
+        if character == "/" and depth == 0 and not quoted:
+            segments.append("".join(current))
+            current = []
+        else:
+            current.append(character)
+    if current:
+        segments.append("".join(current))
+    return segments
+
+
+def _unauthorized(challenge):
+    return DataverseError(401, "", "", challenge)
+
+
+def _require_method(request, method):
+    if request.method != method:
+        raise _method_not_allowed(request.method)
+
+
+def _method_not_allowed(method):
+    return DataverseError(405, "0x0", f"The HTTP method '{method}' is not allowed on this resource.")
+
+
+def _parse_select(table, text):
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    for name in names:
+        if not name or table.column_by_value_name(name) is None:
+            raise DataverseError(
+                400, "0x0",
+                f"Could not find a property named '{name}' on type '{table.type_name}'.",
+            )
+    return names
+
+
+def _parse_expand(table, text):
+    """Return the $select of the expanded roles (None if no $expand) or raise 400."""
+    if text is None:
+        return None
+    match = _EXPAND.match(text.strip())
+    name = match.group("name") if match else text.strip()
+    if match is None or table is not schema.SYSTEMUSER or name != schema.USER_ROLES_NAVIGATION:
+        raise DataverseError(
+            400, "0x0",
+            f"Could not find a property named '{name}' on type '{table.type_name}'. The "
+            f"sandbox expands only systemusers/{schema.USER_ROLES_NAVIGATION}.",
+        )
+    return _parse_select(schema.ROLE, match.group("select")) if match.group("select") else None
+
+
+def _parse_top(text):
+    if not re.fullmatch(r"\d+", text or "") or int(text) < 1:
+        raise DataverseError(
+            400, "0x0", f"Invalid value '{text}' for $top query option found. The $top query "
+                        "option requires a positive integer.",
+        )
+    return int(text)
+
+
+def _max_page_size(request):
+    for preference in request.header("Prefer", "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name == "odata.maxpagesize":
+            if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_SIZE:
+                raise DataverseError(
+                    400, "0x0",
+                    f"The odata.maxpagesize preference '{value}' is not valid. Use a number "
+                    f"from 1 to {MAX_PAGE_SIZE}.",
+                )
+            return int(value)
+    return None
+
+
+def _order(rows, table, text):
+    keys = []
+    for clause in text.split(","):
+        parts = clause.strip().split()
+        if not parts or len(parts) > 2 or (len(parts) == 2 and parts[1] not in ("asc", "desc")):
+            raise DataverseError(400, "0x0", f"The $orderby clause '{clause}' is not valid.")
+        column = table.column_by_value_name(parts[0])
+        if column is None:
+            raise DataverseError(
+                400, "0x0",
+                f"Could not find a property named '{parts[0]}' on type '{table.type_name}'.",
+            )
+        keys.append((column.value_name, len(parts) == 2 and parts[1] == "desc"))
+    # Stable sorts applied from the last key to the first give a multi-key order.
+    # Nulls sort first in ascending order, as in SQL Server.
+    for name, descending in reversed(keys):
+        rows = sorted(rows, key=lambda row: _sort_key(row.get(name)), reverse=descending)
+    return rows
+
+
+def _sort_key(value):
+    if value is None:
+        return (0, "")
+    if isinstance(value, str):
+        return (1, value.casefold())
+    return (1, value)
+
+
+def _next_link(request, page):
+    pairs = [(name, value) for name, value in request.query_pairs() if name != "$skiptoken"]
+    pairs.append(("$skiptoken", f'<cookie pagenumber="{page}" />'))
+    query = "&".join(f"{quote(name, safe='$')}={quote(value, safe='')}" for name, value in pairs)
+    return f"{request.base_url}{request.path}?{query}"
