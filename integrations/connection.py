@@ -1,7 +1,7 @@
 """Signing in to Microsoft Entra ID with MSAL and keeping an integration's tokens.
 
 The admin signs in through MSAL's authorization-code flow (with PKCE, state and nonce).
-The resulting MSAL token cache, which holds the refresh token, is stored Fernet-encrypted
+The resulting MSAL token cache, which contains the refresh token, is stored Fernet-encrypted
 on the Integration row; every Dynamics request takes its access token from that cache,
 and MSAL renews it silently through the refresh token when fewer than 5 minutes remain.
 """
@@ -20,7 +20,7 @@ from .client import DataverseClient, DataverseSession, errors
 logger = logging.getLogger(__name__)
 
 # Authority hosts where MSAL's instance discovery is meaningful. For any other host (the
-# local sandbox) discovery must be off, or MSAL asks Microsoft about that host.
+# local sandbox) discovery must be off, or MSAL sends a discovery request about that host to Microsoft.
 MICROSOFT_AUTHORITY_HOSTS = {
     "login.microsoftonline.com",
     "login.microsoftonline.us",
@@ -38,7 +38,7 @@ _REAUTHORIZE_ERRORS = {"invalid_grant", "invalid_client", "interaction_required"
 
 
 class ConnectError(Exception):
-    """Signing in to Microsoft failed; the message says why and what to do."""
+    """Signing in to Microsoft failed. The message gives the reason and the fix."""
 
 
 def resource_scopes(org_url):
@@ -171,7 +171,7 @@ class TokenProvider:
         )
         if error in _REAUTHORIZE_ERRORS or result is None:
             raise errors.AuthorizationRequired(
-                f"Microsoft refused to renew the sign-in ({error}). An admin must "
+                f"Microsoft rejected the renewal of the sign-in ({error}). An admin must "
                 f"reconnect Dynamics on the Sync Settings page. {description}".strip()
             )
         raise errors.TransientError(f"Token renewal failed ({error}): {description}")

@@ -47,7 +47,7 @@ def schedule_sync_for_new_lead(lead):
 
     Call inside the transaction that created the lead: the task is enqueued on commit,
     so a rolled-back capture never reaches Dynamics. Otherwise the lead stays pending
-    with a message that says why.
+    with a message that gives the reason.
     """
     integration = integration_for_lead(lead)
     if integration is None:
@@ -156,7 +156,7 @@ def sync_lead_now(lead_id):
 
 
 def readable_error(error):
-    """Return a sentence for the lead's last sync error that says what to do next."""
+    """Return a sentence for the lead's last sync error that names the next step."""
     if isinstance(error, errors.PermissionDenied):
         return ("The Dynamics integration user lacks a privilege, so Dynamics refused the "
                 f"write. Add the privilege to the user's security role. Dynamics said: "

@@ -1,7 +1,7 @@
 """Errors raised by the Dataverse client.
 
-Callers branch on the class, never on `requests` exceptions or raw status codes: each
-class says whether a retry can help and what the user has to do.
+Callers branch on the class, never on `requests` exceptions or raw status codes. Each
+class tells whether a retry can help and what the user has to do.
 """
 
 
@@ -61,6 +61,6 @@ class Throttled(DataverseError):
 
 
 class TransientError(DataverseError):
-    """A time-out, a dropped connection or a 5xx answer: the same call may succeed later."""
+    """A time-out, a dropped connection or a 5xx response: the same call may succeed later."""
 
     retryable = True

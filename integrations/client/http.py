@@ -2,7 +2,7 @@
 
 Every request goes through `DataverseClient.request`: it sets the OData headers and an
 explicit (connect, read) timeout, trusts only the configured CA bundle, renews the token
-once on a 401, retries time-outs, 5xx answers and 429s with backoff, counts requests, and
+once on a 401, retries time-outs, 5xx responses and 429s with backoff, counts requests, and
 turns every failure into an error from `integrations.client.errors`.
 """
 
@@ -144,7 +144,7 @@ class DataverseClient:
 
     def request(self, method, path, *, params=None, body=None, headers=None):
         """Send one Web API request, with token renewal and retries, and return the
-        response of a 2xx answer. `path` is relative to the API root or a full URL."""
+        2xx response. `path` is relative to the API root or a full URL."""
         url = path if path.startswith("https://") else self.api_url + path
         if params:
             encoded = query_string(params)
@@ -170,7 +170,7 @@ class DataverseClient:
                 response = self._send(method, url, request_headers, data)
                 if response.status_code == 401 and not renewed:
                     # The token may have been revoked or expired early: renew it once.
-                    logger.info("Dataverse answered 401 to %s %s; renewing the token", method, path)
+                    logger.info("Dataverse returned 401 for %s %s; renewing the token", method, path)
                     renewed = True
                     continue
                 if response.status_code < 400:
@@ -196,7 +196,7 @@ class DataverseClient:
                                         timeout=self.timeout)
         except requests.Timeout as error:
             raise errors.TransientError(
-                f"Dynamics did not answer {method} {url} within {self.timeout[1]} s."
+                f"Dynamics did not respond to {method} {url} within {self.timeout[1]} s."
             ) from error
         except requests.exceptions.SSLError as error:
             # A certificate problem does not go away on retry: report it as it is.
@@ -231,7 +231,7 @@ def error_from_response(response):
     except ValueError:
         message = response.text[:500]
     status = response.status_code
-    message = message or f"Dynamics answered HTTP {status} {response.reason}."
+    message = message or f"Dynamics returned HTTP {status} {response.reason}."
     kwargs = {"status": status, "code": code,
               "request_id": response.headers.get("REQ_ID", "")}
 

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SyncResult:
-    """What the engine did with one lead."""
+    """The outcome of one lead's sync: the action, the record and how it matched."""
 
     outcome: str  # "created" or "updated"
     entity: str  # Dynamics logical name, "lead"
@@ -32,7 +32,7 @@ def planned_record_id(integration, lead_id):
     """Return the Dynamics id to create the lead's record with.
 
     The id is derived from the integration's random namespace and the lead, so a create
-    retried after a lost response carries the same id: Dynamics rejects the second create
+    retried after a lost response carries the same id. Dynamics rejects that second create
     with 412 instead of storing a duplicate, and the engine updates the existing record.
     """
     return str(uuid.uuid5(integration.record_id_namespace, f"lead:{lead_id}"))
