@@ -13,7 +13,6 @@ import msal
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
 
 from .client import DataverseClient, DataverseSession, errors
 
@@ -139,36 +138,44 @@ class TokenProvider:
 
     MSAL renews the access token with the refresh token when needed; a renewed cache is
     written back to the row. Raises AuthorizationRequired when renewal is impossible.
+    One provider serves one sync, so it loads the cache and builds the MSAL app once.
     """
 
     def __init__(self, integration):
         self.integration = integration
+        self._cache = None
+        self._app = None
+        self._account = None
+
+    def _load(self):
+        integration = self.integration
+        self._cache = decrypt_cache(integration.token_cache_encrypted)
+        self._app = build_msal_app(self._cache)
+        self._account = next(
+            (account for account in self._app.get_accounts()
+             if account["home_account_id"] == integration.msal_account_id),
+            None,
+        )
 
     def __call__(self, force_refresh=False):
+        if self._app is None:
+            self._load()
         integration = self.integration
-        cache = decrypt_cache(integration.token_cache_encrypted)
-        app = build_msal_app(cache)
-        accounts = app.get_accounts()
-        account = next(
-            (a for a in accounts if a["home_account_id"] == integration.msal_account_id), None
-        )
-        if account is None:
+        if self._account is None:
             raise errors.AuthorizationRequired(
                 "No stored Microsoft sign-in for this integration. Connect Dynamics again."
             )
-        result = app.acquire_token_silent_with_error(
-            resource_scopes(integration.org_url), account, force_refresh=force_refresh
+        result = self._app.acquire_token_silent_with_error(
+            resource_scopes(integration.org_url), self._account, force_refresh=force_refresh
         )
-        if cache.has_state_changed:
-            self._save_cache(cache)
+        if self._cache.has_state_changed:
+            self._save_cache()
         if result and "access_token" in result:
             return result["access_token"]
 
         error = (result or {}).get("error", "no_token")
         description = (result or {}).get("error_description", "")
-        logger.warning(
-            "Token renewal failed for integration %s: %s", integration.pk, error
-        )
+        logger.warning("Token renewal failed for integration %s: %s", integration.pk, error)
         if error in _REAUTHORIZE_ERRORS or result is None:
             raise errors.AuthorizationRequired(
                 f"Microsoft rejected the renewal of the sign-in ({error}). An admin must "
@@ -176,13 +183,13 @@ class TokenProvider:
             )
         raise errors.TransientError(f"Token renewal failed ({error}): {description}")
 
-    def _save_cache(self, cache):
-        encrypted = encrypt_cache(cache)
+    def _save_cache(self):
+        encrypted = encrypt_cache(self._cache)
+        self._cache.has_state_changed = False
         self.integration.token_cache_encrypted = encrypted
-        with transaction.atomic():
-            type(self.integration).objects.filter(pk=self.integration.pk).update(
-                token_cache_encrypted=encrypted
-            )
+        type(self.integration).objects.filter(pk=self.integration.pk).update(
+            token_cache_encrypted=encrypted
+        )
 
 
 def client_for(integration, access_token=None):
