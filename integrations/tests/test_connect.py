@@ -55,7 +55,7 @@ def test_token_cache_stored_encrypted(connected_team):
     stored = connected_team.integration.token_cache_encrypted
     cache = connection.decrypt_cache(stored)
     assert "RefreshToken" not in stored
-    assert cache.find(msal.TokenCache.CredentialType.REFRESH_TOKEN)
+    assert list(cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN))
 
 
 def test_token_provider_renews_silently(connected_team):
