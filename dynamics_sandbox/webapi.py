@@ -48,7 +48,7 @@ MAX_PAGE_SIZE = 5000
 MAX_URL_LENGTH = 32 * 1024
 
 _SEGMENT = re.compile(r"^(?P<name>[^()]+)(?:\((?P<key>[^)]*)\))?$")
-_SKIPTOKEN = re.compile(r'^<cookie pagenumber="(?P<page>\d+)" />$')
+_SKIPTOKEN = re.compile(r'^<cookie pagenumber="(?P<page>\d+)" offset="(?P<offset>\d+)" />$')
 _EXPAND = re.compile(r"^(?P<name>[A-Za-z_]+)(?:\(\$select=(?P<select>[A-Za-z_,]*)\))?$")
 
 
@@ -237,15 +237,14 @@ class WebApi:
         elif options.get("$top") is not None:
             rows = rows[: _parse_top(options["$top"])]
         total = len(rows)
-        page = 1
+        page, start = 1, 0
         if options.get("$skiptoken") is not None:
             match = _SKIPTOKEN.match(options["$skiptoken"])
             if match is None:
                 raise DataverseError(400, "0x0", "The $skiptoken value is not valid. Use the "
                                                  "@odata.nextLink of the previous page as is.")
-            page = int(match.group("page"))
+            page, start = int(match.group("page")), int(match.group("offset"))
         size = page_size or MAX_PAGE_SIZE
-        start = (page - 1) * size
         page_rows = rows[start: start + size]
 
         context = f"{request.base_url}{API_PREFIX}$metadata#{table.entity_set}"
@@ -261,7 +260,7 @@ class WebApi:
             self._present(table, row, options) for row in page_rows
         ]
         if start + size < total:
-            payload["@odata.nextLink"] = _next_link(request, page + 1)
+            payload["@odata.nextLink"] = _next_link(request, page + 1, start + size)
         return json_result(200, payload, headers)
 
     def _present(self, table, record, options):
@@ -640,8 +639,10 @@ def _sort_key(value):
     return (1, value)
 
 
-def _next_link(request, page):
+def _next_link(request, page, offset):
+    # NOTE: Dataverse's skiptoken is a paging cookie keyed on the last record's id. The
+    # sandbox keeps a row offset instead, so rows created between pages can shift it.
     pairs = [(name, value) for name, value in request.query_pairs() if name != "$skiptoken"]
-    pairs.append(("$skiptoken", f'<cookie pagenumber="{page}" />'))
+    pairs.append(("$skiptoken", f'<cookie pagenumber="{page}" offset="{offset}" />'))
     query = "&".join(f"{quote(name, safe='$')}={quote(value, safe='')}" for name, value in pairs)
     return f"{request.base_url}{request.path}?{query}"
