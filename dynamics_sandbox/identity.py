@@ -199,6 +199,7 @@ class IdentityProvider:
                 f"'{self.settings.client_id}' (setting SANDBOX_CLIENT_ID).",
                 page=True,
             )
+
         redirect_uri = parameters.get("redirect_uri", "")
         if not is_loopback_redirect_uri(redirect_uri):
             raise AuthorizeError(
@@ -208,6 +209,7 @@ class IdentityProvider:
                 "accepts http or https redirect URIs on 127.0.0.1, localhost or [::1] only.",
                 page=True,
             )
+
         if parameters.get("response_type") != "code":
             raise AuthorizeError(
                 "unsupported_response_type", 700054,
@@ -221,6 +223,7 @@ class IdentityProvider:
                 f"The response_mode '{response_mode}' is not supported by the sandbox. "
                 "Use 'query'.",
             )
+
         for name in ("scope", "state", "nonce", "code_challenge"):
             if not parameters.get(name):
                 raise AuthorizeError(
@@ -239,6 +242,7 @@ class IdentityProvider:
                 "Invalid size of Code_Challenge parameter. An S256 challenge is 43 "
                 "base64url characters.",
             )
+
         scopes = parameters["scope"].split()
         try:
             resource_of_scopes(scopes)
@@ -382,6 +386,7 @@ class IdentityProvider:
                 "inactivity. Send a new interactive authorization request for this user "
                 "and resource.",
             )
+
         if grant["client_id"] != client_id:
             raise TokenError(
                 400, "invalid_grant", 70000,
@@ -394,6 +399,7 @@ class IdentityProvider:
                 f"The redirect_uri '{form.get('redirect_uri', '')}' does not match the "
                 "redirect URI used to request the authorization code.",
             )
+
         verifier = form.get("code_verifier", "")
         challenge = _b64url(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
         if not verifier or not hmac.compare_digest(challenge, grant["code_challenge"]):
@@ -402,6 +408,7 @@ class IdentityProvider:
                 "The Code_Verifier does not match the code_challenge supplied in the "
                 "authorization request.",
             )
+
         requested = form.get("scope", "").split()
         granted = grant["scope"].split()
         scopes = requested or granted
@@ -465,12 +472,14 @@ class IdentityProvider:
                 "uid": user["azureactivedirectoryobjectid"], "utid": seed.TENANT_ID,
             }).encode("utf-8")),
         }
+
         if "offline_access" in scopes:
             response["refresh_token"] = self.store.add_grant(
                 REFRESH_TOKEN, user["systemuserid"], client_id,
                 self.settings.refresh_token_lifetime,
                 {"scope": " ".join(scopes), "issued_at": now},
             )
+
         if "openid" in scopes:
             claims = {
                 "aud": client_id,
@@ -490,6 +499,7 @@ class IdentityProvider:
             if grant.get("nonce"):
                 claims["nonce"] = grant["nonce"]
             response["id_token"] = self._sign(claims)
+
         logger.info("Issued tokens to user %s for %s", user["systemuserid"], resource)
         return json_response(200, response, {"Cache-Control": "no-store", "Pragma": "no-cache"})
 
@@ -518,7 +528,12 @@ class IdentityProvider:
 
 
 def _add_query(uri, parameters):
-    separator = "&" if urlsplit(uri).query else ("" if uri.endswith("?") else "?")
+    if urlsplit(uri).query:
+        separator = "&"
+    elif uri.endswith("?"):
+        separator = ""
+    else:
+        separator = "?"
     return uri + separator + urlencode(parameters)
 
 

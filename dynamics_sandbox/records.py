@@ -14,7 +14,7 @@ _BIND_VALUE = re.compile(r"^(?:https?://[^/]+/api/data/v9\.2)?/?(?P<set>[A-Za-z_
 
 
 class DataverseError(Exception):
-    """An error answered as {"error": {"code": ..., "message": ...}}."""
+    """An error sent as {"error": {"code": ..., "message": ...}}."""
 
     def __init__(self, status, code, message, headers=None):
         super().__init__(message)

@@ -156,7 +156,7 @@ def sign_in_with_form(authorize_url, user_email, ca_bundle) -> str:
 
     Return the Location of the redirect to the client's redirect_uri (with `code` and
     `state`, or `error`) without following it. Raise AssertionError if the page or the
-    form post does not answer as a sign-in page does.
+    form post returns an unexpected status or form.
     """
     with requests.Session() as session:
         session.trust_env = False
@@ -165,7 +165,7 @@ def sign_in_with_form(authorize_url, user_email, ca_bundle) -> str:
         if page.status_code == 302:
             return page.headers["Location"]
         if page.status_code != 200:
-            raise AssertionError(f"The sign-in page answered {page.status_code}: {page.text}")
+            raise AssertionError(f"The sign-in page returned status {page.status_code}: {page.text}")
         parser = _FormParser()
         parser.feed(page.text)
         matching = [user for user in parser.users if user.lower() == user_email.lower()]
@@ -175,10 +175,12 @@ def sign_in_with_form(authorize_url, user_email, ca_bundle) -> str:
             )
         form = dict(parser.hidden)
         form[USER_FIELD] = matching[0]
-        answer = session.post(
+        response = session.post(
             urljoin(authorize_url, parser.action), data=form,
             allow_redirects=False, timeout=SIGN_IN_TIMEOUT,
         )
-        if answer.status_code != 302:
-            raise AssertionError(f"The sign-in form answered {answer.status_code}: {answer.text}")
-        return answer.headers["Location"]
+        if response.status_code != 302:
+            raise AssertionError(
+                f"The sign-in form returned status {response.status_code}: {response.text}"
+            )
+        return response.headers["Location"]

@@ -479,6 +479,7 @@ class WebApi:
                 attribute_type = (schema.MEMO,)
             else:
                 raise _not_found_segment(rest[1])
+
         properties = ["LogicalName", "AttributeType", "DisplayName", "RequiredLevel",
                       "MaxLength", "IsValidForCreate", "IsValidForUpdate", "Targets"]
         select = None
@@ -494,6 +495,7 @@ class WebApi:
                     f"Could not find a property named '{name}' on type "
                     "'Microsoft.Dynamics.CRM.AttributeMetadata'.",
                 )
+
         items = []
         for column in table.columns.values():
             if attribute_type is not None and column.type not in attribute_type:
@@ -516,6 +518,7 @@ class WebApi:
                 item = {name: item.get(name) for name in select}
             item["MetadataId"] = str(_metadata_id(table, column))
             items.append(item)
+
         return json_result(200, {
             "@odata.context": f"{request.base_url}{API_PREFIX}$metadata#EntityDefinitions"
                               f"('{table.logical_name}')/Attributes",

@@ -6,6 +6,7 @@ import ssl
 import pytest
 
 from dynamics_sandbox.certs import ensure_certificate
+from dynamics_sandbox.conftest import ADMIN, Api
 
 
 def handshake(sandbox, server_hostname, strict=True):
@@ -37,3 +38,11 @@ def test_certificate_reused(tmp_path):
 def test_key_private(tmp_path):
     _, _, key_path = ensure_certificate(tmp_path)
     assert key_path.stat().st_mode & 0o077 == 0
+
+
+def test_stalled_handshake_not_blocking(sandbox, tokens):
+    port = int(sandbox.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        # This connection never starts TLS. A new client on a new connection is served.
+        response = Api(sandbox, tokens[ADMIN]).get("WhoAmI", timeout=5)
+    assert response.status_code == 200

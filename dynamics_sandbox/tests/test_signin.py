@@ -78,7 +78,7 @@ def test_refresh_after_token_expiry(sandbox):
     first = sign_in(sandbox, app, ADMIN)
     sandbox.store.expire_access_tokens(seed.ALEX_ID)
     assert Api(sandbox, first["access_token"]).get("WhoAmI").status_code == 401
-    # MSAL's cache still holds the old token until its own expiry, so force the refresh.
+    # MSAL's cache keeps the old token until its own expiry, so force the refresh.
     renewed = app.acquire_token_silent(
         [sandbox.base_url + "/.default"], account=app.get_accounts()[0], force_refresh=True
     )
