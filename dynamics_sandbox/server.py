@@ -24,6 +24,9 @@ DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
 # unused refresh token live 90 days.
 DEFAULT_TOKEN_LIFETIME = 3600
 DEFAULT_REFRESH_TOKEN_LIFETIME = 90 * 24 * 3600
+# Dataverse's service protection limits per user: requests per 300 s, and concurrent.
+DEFAULT_RATE_LIMIT_REQUESTS = 6000
+DEFAULT_RATE_LIMIT_CONCURRENT = 52
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
@@ -36,13 +39,16 @@ class SandboxSettings:
     client_secret: str = DEFAULT_CLIENT_SECRET
     token_lifetime: int = DEFAULT_TOKEN_LIFETIME
     refresh_token_lifetime: int = DEFAULT_REFRESH_TOKEN_LIFETIME
+    rate_limit_requests: int = DEFAULT_RATE_LIMIT_REQUESTS
+    rate_limit_concurrent: int = DEFAULT_RATE_LIMIT_CONCURRENT
 
     @classmethod
     def from_environment(cls, data_dir, host="127.0.0.1", port=0, client_id=None, client_secret=None):
         """Build settings, taking the client and lifetimes from Django or the environment.
 
         SANDBOX_TOKEN_LIFETIME and SANDBOX_REFRESH_TOKEN_LIFETIME (seconds) override the
-        token lifetimes.
+        token lifetimes, and SANDBOX_RATE_LIMIT_REQUESTS and SANDBOX_RATE_LIMIT_CONCURRENT
+        the service protection limits.
         """
         django_id, django_secret = _django_client()
         return cls(
@@ -55,6 +61,12 @@ class SandboxSettings:
             refresh_token_lifetime=_int_environment(
                 "SANDBOX_REFRESH_TOKEN_LIFETIME", DEFAULT_REFRESH_TOKEN_LIFETIME
             ),
+            rate_limit_requests=_int_environment(
+                "SANDBOX_RATE_LIMIT_REQUESTS", DEFAULT_RATE_LIMIT_REQUESTS
+            ),
+            rate_limit_concurrent=_int_environment(
+                "SANDBOX_RATE_LIMIT_CONCURRENT", DEFAULT_RATE_LIMIT_CONCURRENT
+            ),
         )
 
 
@@ -65,9 +77,9 @@ def _int_environment(name, default):
     try:
         number = int(value)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number of seconds, not {value!r}.") from None
+        raise ValueError(f"{name} must be a whole number, not {value!r}.") from None
     if number < 1:
-        raise ValueError(f"{name} must be at least 1 second, not {number}.")
+        raise ValueError(f"{name} must be at least 1, not {number}.")
     return number
 
 
@@ -134,6 +146,9 @@ class SandboxApp:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "DynamicsSandbox/1.0"
+    # Seconds a connection may stay idle (or stall in the TLS handshake) before the
+    # server closes it and frees its thread.
+    timeout = 300
 
     def _serve(self):
         length = int(self.headers.get("Content-Length") or 0)

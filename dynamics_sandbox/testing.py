@@ -69,18 +69,21 @@ class RunningSandbox:
 
 
 def start_sandbox(data_dir, host="127.0.0.1", port=0, *, client_id=None, client_secret=None,
-                  token_lifetime=None) -> RunningSandbox:
+                  token_lifetime=None, rate_limit_requests=None) -> RunningSandbox:
     """Start a sandbox on `host`:`port` (0 picks a free port) in a background thread.
 
     The client id and secret default to SANDBOX_CLIENT_ID and SANDBOX_CLIENT_SECRET from
     Django's settings when they are configured. `token_lifetime` sets the access token
-    lifetime in seconds.
+    lifetime in seconds, and `rate_limit_requests` the requests per user per 300 seconds
+    before the Web API returns 429.
     """
     settings = SandboxSettings.from_environment(
         data_dir, host=host, port=port, client_id=client_id, client_secret=client_secret
     )
     if token_lifetime is not None:
         settings.token_lifetime = token_lifetime
+    if rate_limit_requests is not None:
+        settings.rate_limit_requests = rate_limit_requests
     server = SandboxServer(settings)
     serve_in_thread(server)
     return RunningSandbox(

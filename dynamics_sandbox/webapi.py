@@ -22,6 +22,7 @@ import uuid
 from urllib.parse import quote, unquote, urlsplit
 
 from . import schema, seed
+from .limits import ServiceProtection
 from .odata_filter import FilterError, parse_filter
 from .records import (
     DataverseError,
@@ -85,6 +86,9 @@ class WebApi:
     def __init__(self, store, settings):
         self.store = store
         self.settings = settings
+        self.protection = ServiceProtection(
+            settings.rate_limit_requests, settings.rate_limit_concurrent
+        )
 
     def handle(self, request):
         """Return a Response for a Web API path, or None if `request` is not one."""
@@ -93,11 +97,21 @@ class WebApi:
         try:
             user = self.authenticate(request)
             request.user_id = user["systemuserid"]
-            return self.dispatch(request, user)
+            remaining = self.protection.enter(user["systemuserid"])
+        except DataverseError as error:
+            if error.status == 429:
+                logger.warning("Throttled user %s: %s", request.user_id, error.message)
+            return error_response(error)
+        try:
+            response = self.dispatch(request, user)
         except DataverseError as error:
             if error.status >= 500:
                 logger.error("Web API error %s: %s", error.code, error.message)
-            return error_response(error)
+            response = error_response(error)
+        finally:
+            self.protection.leave(user["systemuserid"])
+        response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(remaining)
+        return response
 
     # Authentication
 
@@ -298,7 +312,7 @@ class WebApi:
             raise DataverseError(400, "0x0", f"The request body is not valid JSON: {error}.") from None
         return parse_payload(self.store, table, payload, creating)
 
-    def _check_write(self, user, table):
+    def _check_write(self, table):
         if table.read_only:
             raise DataverseError(
                 405, "0x0",
@@ -306,7 +320,8 @@ class WebApi:
             )
 
     def _check_binds(self, user, table, binds, values_owner_change):
-        if binds:
+        # Setting the owner needs Assign, not Append, so ownerid alone needs no Append.
+        if any(column_name != "ownerid" for column_name in binds):
             require_privilege(self.store, user, "Append", table)
         for column_name, (target, target_id) in binds.items():
             if target_id is not None and target != "systemuser":
@@ -338,7 +353,7 @@ class WebApi:
                 )
 
     def create(self, request, user, table):
-        self._check_write(user, table)
+        self._check_write(table)
         require_privilege(self.store, user, "Create", table)
         options = self._options(request, table, {"$select"})
         values, binds = self._read_body(request, table, creating=True)
@@ -371,7 +386,7 @@ class WebApi:
         return Response(204, b"", {"OData-Version": "4.0", "OData-EntityId": entity_id})
 
     def update(self, request, user, table, record_id):
-        self._check_write(user, table)
+        self._check_write(table)
         options = self._options(request, table, {"$select"})
         if_match = request.header("If-Match")
         if_none_match = request.header("If-None-Match")
@@ -430,7 +445,7 @@ class WebApi:
         return self._write_result(request, table, updated, options, 200)
 
     def delete(self, request, user, table, record_id):
-        self._check_write(user, table)
+        self._check_write(table)
         require_privilege(self.store, user, "Delete", table)
         self._options(request, table, set())
         with self.store.transaction():

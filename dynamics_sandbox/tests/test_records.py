@@ -7,6 +7,7 @@ import pytest
 
 from dynamics_sandbox import seed
 from dynamics_sandbox.conftest import Api
+from dynamics_sandbox.testing import start_sandbox
 
 LEAD_ID_HEADER = re.compile(r"^https://.+/api/data/v9\.2/leads\((?P<id>[0-9a-f-]{36})\)$")
 
@@ -456,3 +457,26 @@ def test_request_log_counts(sales_api, sandbox):
     assert len(after) == before + 1
     assert after[-1]["systemuserid"] == seed.SAM_ID
     assert after[-1]["status"] == 200
+
+
+def test_throttled_after_limit(tmp_path):
+    running = start_sandbox(tmp_path, rate_limit_requests=2)
+    try:
+        token = running.store.add_grant(
+            "access", seed.SAM_ID, running.client_id, 3600,
+            {"audience": running.base_url, "scope": ""},
+        )
+        api = Api(running, token)
+        statuses = [api.get("WhoAmI").status_code for _ in range(2)]
+        throttled = api.get("WhoAmI")
+    finally:
+        running.stop()
+    assert statuses == [200, 200]
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) > 0
+    assert error_of(throttled)["code"] == "0x80072322"
+
+
+def test_rate_limit_header(sales_api):
+    response = sales_api.get("WhoAmI")
+    assert int(response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"]) >= 0
