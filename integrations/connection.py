@@ -144,11 +144,13 @@ class TokenProvider:
     def __init__(self, integration):
         self.integration = integration
         self._cache = None
+        self._loaded_cache = ""
         self._app = None
         self._account = None
 
     def _load(self):
         integration = self.integration
+        self._loaded_cache = integration.token_cache_encrypted
         self._cache = decrypt_cache(integration.token_cache_encrypted)
         self._app = build_msal_app(self._cache)
         self._account = next(
@@ -160,19 +162,15 @@ class TokenProvider:
     def __call__(self, force_refresh=False):
         if self._app is None:
             self._load()
-        integration = self.integration
-        if self._account is None:
-            raise errors.AuthorizationRequired(
-                "No stored Microsoft sign-in for this integration. Connect Dynamics again."
-            )
-        result = self._app.acquire_token_silent_with_error(
-            resource_scopes(integration.org_url), self._account, force_refresh=force_refresh
-        )
-        if self._cache.has_state_changed:
-            self._save_cache()
+        result = self._acquire(force_refresh)
+        if self._rejected(result) and self._reload_if_changed():
+            # Another worker renewed the sign-in and stored a newer refresh token while
+            # this one used the older token, which the authority may accept only once.
+            result = self._acquire(force_refresh)
         if result and "access_token" in result:
             return result["access_token"]
 
+        integration = self.integration
         error = (result or {}).get("error", "no_token")
         description = (result or {}).get("error_description", "")
         logger.warning("Token renewal failed for integration %s: %s", integration.pk, error)
@@ -183,9 +181,39 @@ class TokenProvider:
             )
         raise errors.TransientError(f"Token renewal failed ({error}): {description}")
 
+    def _acquire(self, force_refresh):
+        if self._account is None:
+            raise errors.AuthorizationRequired(
+                "No stored Microsoft sign-in for this integration. Connect Dynamics again."
+            )
+        result = self._app.acquire_token_silent_with_error(
+            resource_scopes(self.integration.org_url), self._account,
+            force_refresh=force_refresh,
+        )
+        if self._cache.has_state_changed and result and "access_token" in result:
+            self._save_cache()
+        return result
+
+    @staticmethod
+    def _rejected(result):
+        return result is not None and result.get("error") in _REAUTHORIZE_ERRORS
+
+    def _reload_if_changed(self):
+        """Reload the stored cache if another process replaced it; return whether it did."""
+        stored = (
+            type(self.integration).objects.filter(pk=self.integration.pk)
+            .values_list("token_cache_encrypted", flat=True).first()
+        )
+        if not stored or stored == self._loaded_cache:
+            return False
+        self.integration.token_cache_encrypted = stored
+        self._load()
+        return True
+
     def _save_cache(self):
         encrypted = encrypt_cache(self._cache)
         self._cache.has_state_changed = False
+        self._loaded_cache = encrypted
         self.integration.token_cache_encrypted = encrypted
         type(self.integration).objects.filter(pk=self.integration.pk).update(
             token_cache_encrypted=encrypted

@@ -3,6 +3,7 @@ import pytest
 from django.urls import reverse
 
 from integrations import connection
+from integrations.client import errors
 from integrations.models import Integration
 
 from teams.tests.factories import make_admin, make_member, make_team
@@ -97,3 +98,25 @@ def test_connect_rejects_get(dynamics_settings, client):
     client.force_login(make_admin(team))
     response = client.get(reverse("integrations:connect", args=[team.pk]))
     assert response.status_code == 405
+
+
+def test_token_provider_survives_concurrent_renewal(connected_team):
+    """Two workers loaded the same refresh token; the sandbox, stricter than Entra ID,
+    accepts it only once. The slower worker must pick up the newer stored token."""
+    first = connection.TokenProvider(Integration.objects.get(pk=connected_team.integration.pk))
+    second = connection.TokenProvider(Integration.objects.get(pk=connected_team.integration.pk))
+    first()
+    second()
+    first(force_refresh=True)
+    token = second(force_refresh=True)
+    assert token
+    assert Integration.objects.get(pk=connected_team.integration.pk).status == "connected"
+
+
+def test_token_provider_expired_refresh_token(connected_team, sandbox):
+    sandbox.store.expire_access_tokens()
+    sandbox.store.expire_refresh_tokens()
+    provider = connection.TokenProvider(connected_team.integration)
+    with pytest.raises(errors.AuthorizationRequired) as raised:
+        provider(force_refresh=True)
+    assert "invalid_grant" in str(raised.value)
