@@ -32,6 +32,20 @@ class Integration(models.Model):
     primary_object = models.CharField(
         max_length=10, choices=PrimaryObject.choices, default=PrimaryObject.LEAD
     )
+    update_existing_contacts = models.BooleanField(
+        "Update existing contacts", default=False,
+        help_text="With Leads as the primary object: when no Dynamics lead matches, update "
+                  "a contact with the same email or phone instead of creating a lead. A "
+                  "qualified lead's contact is updated instead of the qualified lead.",
+    )
+    sync_notes = models.BooleanField(
+        default=True, help_text="Add the lead's notes to the Dynamics record as a note."
+    )
+    search_accounts_by_website = models.BooleanField(
+        "Search existing accounts by website", default=False,
+        help_text="Before the company name and the email domain, look for an account whose "
+                  "website matches the lead's website.",
+    )
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DISCONNECTED)
     connected_by = models.ForeignKey(
@@ -49,6 +63,10 @@ class Integration(models.Model):
     # The serialized MSAL token cache, Fernet-encrypted with settings.TOKEN_CACHE_KEY.
     token_cache_encrypted = models.TextField(blank=True)
     last_error = models.TextField(blank=True)
+    # Column metadata of lead, contact and account read from the org at connect time:
+    # {table: {column: {"type", "max_length", "label", "valid_for_create", ...}}}.
+    dynamics_metadata = models.JSONField(default=dict, blank=True)
+    metadata_fetched_at = models.DateTimeField(null=True, blank=True)
     # Random per integration: the sync derives the ids of the records it creates from it
     # and the lead id, so two deployments or a restored database never reuse an id.
     record_id_namespace = models.UUIDField(default=uuid.uuid4, editable=False)
@@ -74,6 +92,44 @@ class Integration(models.Model):
         return self.status == self.Status.CONNECTED
 
 
+class FieldMapping(models.Model):
+    """Which lead field, or fixed value, fills which Dynamics column, and in which mode."""
+
+    class Entity(models.TextChoices):
+        LEAD = "lead", "Lead"
+        CONTACT = "contact", "Contact"
+        ACCOUNT = "account", "Account"
+
+    class Mode(models.TextChoices):
+        OVERWRITE = "overwrite", "Overwrite"
+        COMPLETE = "complete", "Complete if missing"
+        APPEND = "append", "Append"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE,
+                                    related_name="field_mappings")
+    entity = models.CharField(max_length=10, choices=Entity.choices)
+    column = models.CharField("Dynamics column", max_length=100,
+                              help_text="Logical name, for example jobtitle.")
+    source = models.CharField(
+        "Lead field", max_length=40, blank=True,
+        help_text="The lead field to copy. Leave empty to write the fixed value.",
+    )
+    fixed_value = models.CharField(max_length=500, blank=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.OVERWRITE)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["integration", "entity", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "entity", "column"],
+                                    name="one_mapping_per_column"),
+        ]
+
+    def __str__(self):
+        source = self.source or f"'{self.fixed_value}'"
+        return f"{source} -> {self.entity}.{self.column} ({self.get_mode_display()})"
+
+
 class SyncLog(models.Model):
     """One sync attempt of one lead: what was decided, in which record, and any error."""
 
@@ -83,6 +139,8 @@ class SyncLog(models.Model):
         FAILED = "failed", "Failed"
         # A retryable failure: the lead stays queued and the task runs again.
         RETRYING = "retrying", "Retrying"
+        # The rules say to leave Dynamics as it is, for example for a qualified lead.
+        SKIPPED = "skipped", "Skipped"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="logs")
     lead = models.ForeignKey("leads.Lead", on_delete=models.CASCADE, related_name="sync_logs")
@@ -90,8 +148,12 @@ class SyncLog(models.Model):
     dynamics_entity = models.CharField(max_length=20, blank=True)
     dynamics_record_id = models.CharField(max_length=36, blank=True)
     message = models.TextField(blank=True)
-    # Decision details: how the record was matched and which columns were written.
+    # The decisions in order, for example ["lead found by email", "lead updated"].
+    path = models.JSONField(default=list, blank=True)
+    # Decision details: matches, columns written with old and new values, account, note.
     details = models.JSONField(default=dict, blank=True)
+    request_count = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

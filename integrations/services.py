@@ -2,6 +2,7 @@
 running and recording lead syncs. Views, admin actions and tasks call these."""
 
 import logging
+import time
 
 from django.db import transaction
 from django.db.models import F
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from leads.models import Lead
 
-from . import connection
+from . import connection, field_mappings, metadata
 from .client import errors
 from .models import Integration, SyncLog
 from .sync import engine
@@ -109,13 +110,38 @@ def enqueue_waiting_leads(integration):
 
 # -- Running a sync ---------------------------------------------------------------------
 
+def sync_settings_for(integration, lead):
+    """Return the engine's SyncSettings for syncing `lead` through `integration`."""
+    return engine.SyncSettings(
+        primary_object=integration.primary_object,
+        update_existing_contacts=integration.update_existing_contacts,
+        sync_notes=integration.sync_notes,
+        search_accounts_by_website=integration.search_accounts_by_website,
+        rules=field_mappings.rules_for(integration),
+        metadata=integration.dynamics_metadata,
+        phone_region=lead.team.default_phone_region,
+        integration_user_id=integration.dynamics_user_id,
+        record_id_namespace=integration.record_id_namespace,
+    )
+
+
+def _load_lead(lead_id):
+    return Lead.objects.select_related("captured_by", "team").filter(pk=lead_id).first()
+
+
+def _ensure_metadata(integration, client):
+    if not integration.dynamics_metadata:
+        metadata.refresh_metadata(integration, client)
+
+
 def sync_lead_now(lead_id):
     """Sync one lead now and record the outcome on the lead and in the sync log.
 
     Safe to run twice: a second run finds the record the first one wrote and updates it.
-    Returns the SyncLog row, or None when the lead no longer exists.
+    Returns the SyncLog row, or None when the lead no longer exists or has no connected
+    integration (it then stays pending with the reason).
     """
-    lead = Lead.objects.select_related("captured_by").filter(pk=lead_id).first()
+    lead = _load_lead(lead_id)
     if lead is None:
         logger.warning("Sync skipped: lead %s no longer exists", lead_id)
         return None
@@ -127,32 +153,62 @@ def sync_lead_now(lead_id):
 
     Lead.objects.filter(pk=lead.pk).update(sync_attempts=F("sync_attempts") + 1)
     client = connection.client_for(integration)
+    started = time.monotonic()
     try:
-        result = engine.sync_lead(lead, integration, client)
+        _ensure_metadata(integration, client)
+        settings = sync_settings_for(integration, lead)
+        found = engine.gather(lead, settings, client)
+        plan = engine.decide(lead, settings, found)
+        result = engine.apply(plan, client)
     except errors.AuthorizationRequired as error:
         return _record_reauthorization_needed(lead, integration, error)
     except errors.DataverseError as error:
-        return _record_failure(lead, integration, error)
+        return _record_failure(lead, integration, error, client, started)
+    duration_ms = int((time.monotonic() - started) * 1000)
 
-    now = timezone.now()
+    if result.outcome == SyncLog.Outcome.SKIPPED:
+        status, message = Lead.SyncStatus.SKIPPED, result.message
+    else:
+        status = Lead.SyncStatus.SYNCED
+        message = f"{result.outcome.capitalize()} Dynamics {result.entity}."
     Lead.objects.filter(pk=lead.pk).update(
-        sync_status=Lead.SyncStatus.SYNCED,
+        sync_status=status,
         dynamics_entity=result.entity,
         dynamics_record_id=result.record_id,
-        last_sync_error="",
-        last_synced_at=now,
+        last_sync_error=result.message if status == Lead.SyncStatus.SKIPPED else "",
+        last_synced_at=timezone.now(),
     )
-    details = dict(result.details, requests=client.request_count)
     logger.info(
-        "Lead %s %s Dynamics %s %s via integration %s in %d requests",
+        "Lead %s %s Dynamics %s %s via integration %s in %d requests, %d ms",
         lead.pk, result.outcome, result.entity, result.record_id, integration.pk,
-        client.request_count,
+        client.request_count, duration_ms,
     )
     return SyncLog.objects.create(
         integration=integration, lead=lead, outcome=result.outcome,
         dynamics_entity=result.entity, dynamics_record_id=result.record_id,
-        message=f"{result.outcome.capitalize()} Dynamics {result.entity}.", details=details,
+        message=message, path=result.path, details=result.details,
+        request_count=client.request_count, duration_ms=duration_ms,
     )
+
+
+def preview_sync(lead_id):
+    """Return what a sync of the lead would do, without writing to Dynamics.
+
+    The result is a dict: "path" (the decisions) and "plan" (record, fields with old and
+    new values, owner, account, note). Raises a client error when Dynamics cannot be
+    read, and LookupError when the lead has no connected integration.
+    """
+    lead = _load_lead(lead_id)
+    if lead is None:
+        raise LookupError(f"Lead {lead_id} does not exist.")
+    integration = integration_for_lead(lead)
+    if integration is None or not integration.is_connected:
+        raise LookupError(f"Lead {lead_id} has no connected Dynamics integration.")
+    client = connection.client_for(integration)
+    _ensure_metadata(integration, client)
+    settings = sync_settings_for(integration, lead)
+    plan = engine.decide(lead, settings, engine.gather(lead, settings, client))
+    return {"path": plan.path, "plan": plan.as_log(), "requests": client.request_count}
 
 
 def readable_error(error):
@@ -169,7 +225,7 @@ def readable_error(error):
     return f"The sync failed. Dynamics said: {error}"
 
 
-def _record_failure(lead, integration, error):
+def _record_failure(lead, integration, error, client, started):
     message = readable_error(error)
     Lead.objects.filter(pk=lead.pk).update(
         sync_status=Lead.SyncStatus.FAILED, last_sync_error=message
@@ -182,6 +238,8 @@ def _record_failure(lead, integration, error):
         integration=integration, lead=lead, outcome=SyncLog.Outcome.FAILED, message=message,
         details={"error": error.__class__.__name__, "status": error.status,
                  "code": error.code},
+        request_count=client.request_count,
+        duration_ms=int((time.monotonic() - started) * 1000),
     )
 
 
@@ -209,9 +267,11 @@ def get_or_create_team_integration(team):
     """Return the team's full-team integration, creating it for the configured org."""
     from django.conf import settings
 
-    integration, _ = Integration.objects.get_or_create(
+    integration, created = Integration.objects.get_or_create(
         team=team, subteam=None, defaults={"org_url": settings.DYNAMICS_ORG_URL}
     )
+    if created:
+        field_mappings.create_default_mappings(integration)
     return integration
 
 
@@ -226,6 +286,7 @@ def connect_integration(integration, flow, auth_response, user):
     client = connection.client_for(integration, access_token=access_token)
     who = client.who_am_i()
     user_row = client.user_with_roles(who["UserId"])
+    columns = {table: metadata.fetch_columns(client, table) for table in metadata.TABLES}
 
     now = timezone.now()
     with transaction.atomic():
@@ -243,6 +304,8 @@ def connect_integration(integration, flow, auth_response, user):
         integration.msal_account_id = account_id
         integration.token_cache_encrypted = connection.encrypt_cache(cache)
         integration.last_error = ""
+        integration.dynamics_metadata = columns
+        integration.metadata_fetched_at = now
         integration.save()
         queued = enqueue_waiting_leads(integration)
 

@@ -11,6 +11,8 @@ class Lead(models.Model):
         # A background task is enqueued or running.
         QUEUED = "queued", "Queued"
         SYNCED = "synced", "Synced"
+        # The sync rules left Dynamics unchanged, for example for a qualified lead.
+        SKIPPED = "skipped", "Skipped"
         FAILED = "failed", "Failed"
 
     team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="leads")

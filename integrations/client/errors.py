@@ -4,6 +4,8 @@ Callers branch on the class, never on `requests` exceptions or raw status codes.
 class tells whether a retry can help and what the user has to do.
 """
 
+import re
+
 
 class DataverseError(Exception):
     """A failed Dataverse Web API call, with the HTTP status and Dataverse's error code."""
@@ -64,3 +66,21 @@ class TransientError(DataverseError):
     """A time-out, a dropped connection or a 5xx response: the same call may succeed later."""
 
     retryable = True
+
+
+# Dataverse error messages that name one offending column or navigation property.
+_COLUMN_PATTERNS = (
+    re.compile(r"Invalid property '([^']+)' was found"),
+    re.compile(r"Could not find a property named '([^']+)'"),
+    re.compile(r"The length of the '([^']+)' attribute"),
+    re.compile(r"An undeclared property '([^']+)'"),
+)
+
+
+def column_in_message(message):
+    """Return the column or navigation property that a Dataverse error names, or None."""
+    for pattern in _COLUMN_PATTERNS:
+        match = pattern.search(message or "")
+        if match:
+            return match.group(1)
+    return None

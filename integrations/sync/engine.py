@@ -1,11 +1,19 @@
 """The sync decision tree for one lead, separate from HTTP details and tasks.
 
-For the Leads primary object:
-1. The lead was synced before and its Dynamics record still exists: update that record.
-2. A Dynamics lead has the same email or phone: update it (open leads first, then the
-   most recently modified one).
-3. Otherwise create a Lead record, owned by the capturing member's Dynamics user when one
-   has the member's email, else by the integration user.
+A sync has three steps: `gather` reads what Dynamics has (matching records, the account,
+the owner, the note), `decide` turns that into a SyncPlan without any I/O, and `apply`
+writes the plan. A preview runs the first two steps only.
+
+Primary object Leads:
+1. A Dynamics lead matches (the one synced before, else by email or phone): update it.
+   A qualified lead is left alone; with "Update existing contacts" on, its contact (or
+   a contact with the same email or phone) is updated instead, else nothing changes.
+2. No lead, and "Update existing contacts" on, and a contact matches: update the contact.
+3. Otherwise create a lead.
+Primary object Contacts: a matching contact is updated, otherwise a contact is created.
+
+Created and updated records are linked to an account (see accounts.py) when they have
+none, the owner is set on create, and the lead's notes become one Dynamics note.
 """
 
 import logging
@@ -13,113 +21,486 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..client import errors
-from ..client.odata import any_equal, literal
-from .mappings import DEFAULT_LEAD_MAPPINGS, mapped_values
+from ..client.odata import literal
+from . import accounts, mappings, matching
+from .normalize import normalize_email, parse_phone
 
 logger = logging.getLogger(__name__)
 
+# Navigation property that links each table to an account.
+ACCOUNT_LINKS = {"lead": "parentaccountid", "contact": "parentcustomerid_account"}
+ACCOUNT_LINK_VALUES = {"lead": "_parentaccountid_value", "contact": "_parentcustomerid_value"}
+NOTE_LINKS = {"lead": "objectid_lead", "contact": "objectid_contact"}
+OWNER_SETS = {"user": "systemusers", "team": "teams"}
+NOTE_SUBJECT_MAX = 500
+
+
+@dataclass
+class SyncSettings:
+    """The integration settings and mappings that a sync reads."""
+
+    primary_object: str
+    update_existing_contacts: bool
+    sync_notes: bool
+    search_accounts_by_website: bool
+    rules: tuple
+    metadata: dict
+    phone_region: str
+    integration_user_id: str
+    record_id_namespace: uuid.UUID
+
+    def rules_for(self, entity):
+        return [rule for rule in self.rules if rule.entity == entity]
+
+    def mapped_columns(self, entity):
+        return {rule.column for rule in self.rules_for(entity)
+                if rule.column != mappings.OWNER_COLUMN}
+
+    def columns(self, entity):
+        return self.metadata.get(entity, {})
+
+    def record_id(self, kind, key):
+        """Return the id for a record this integration creates, derived from `key`.
+
+        Derived ids make a retried create safe: if an earlier attempt created the record
+        but its response was lost, Dynamics rejects the second create with 412 instead
+        of storing a duplicate, and the engine updates the existing record.
+        """
+        return str(uuid.uuid5(self.record_id_namespace, f"{kind}:{key}"))
+
+
+@dataclass
+class Gathered:
+    """What Dynamics holds for one lead, read before any decision."""
+
+    previous: dict | None = None
+    leads: list = field(default_factory=list)
+    contacts: list = field(default_factory=list)
+    accounts: list = field(default_factory=list)
+    owner_user_id: str | None = None
+    note: dict | None = None
+
+
+@dataclass
+class AccountPlan:
+    action: str  # "create", "link", "update" or "keep"
+    account_id: str
+    matched_by: str = ""
+    name: str = ""
+    changes: list = field(default_factory=list)
+    others: list = field(default_factory=list)
+    link: bool = False
+
+    def as_log(self):
+        entry = {"action": self.action, "id": self.account_id, "linked": self.link}
+        if self.matched_by:
+            entry["matched_by"] = self.matched_by
+        if self.changes:
+            entry["fields"] = [change.as_log() for change in self.changes]
+        if self.others:
+            entry["other_matches"] = self.others
+        return entry
+
+
+@dataclass
+class SyncPlan:
+    """What a sync of one lead does: the path, the record, each field, account, note."""
+
+    entity: str
+    action: str  # "create", "update" or "skip"
+    record_id: str
+    path: list = field(default_factory=list)
+    changes: list = field(default_factory=list)
+    owner: tuple | None = None  # (kind, id, reason); kind is "user" or "team"
+    account: AccountPlan | None = None
+    note: dict | None = None
+    other_matches: list = field(default_factory=list)
+    skip_reason: str = ""
+
+    def as_log(self):
+        details = {
+            "entity": self.entity,
+            "action": self.action,
+            "record_id": self.record_id,
+            "fields": [change.as_log() for change in self.changes],
+        }
+        if self.owner:
+            details["owner"] = {"type": self.owner[0], "id": self.owner[1],
+                                "reason": self.owner[2]}
+        if self.account:
+            details["account"] = self.account.as_log()
+        if self.note:
+            details["note"] = {"id": self.note["id"], "action": self.note["action"]}
+        if self.other_matches:
+            details["other_matches"] = self.other_matches
+        if self.skip_reason:
+            details["skip_reason"] = self.skip_reason
+        return details
+
+
 @dataclass
 class SyncResult:
-    """The outcome of one lead's sync: the action, the record and how it matched."""
+    """The outcome of one lead's sync."""
 
-    outcome: str  # "created" or "updated"
-    entity: str  # Dynamics logical name, "lead"
+    outcome: str  # "created", "updated" or "skipped"
+    entity: str
     record_id: str
-    details: dict = field(default_factory=dict)
+    path: list
+    details: dict
+    message: str = ""
 
 
-def planned_record_id(integration, lead_id):
-    """Return the Dynamics id to create the lead's record with.
+# -- Reading ----------------------------------------------------------------------------
 
-    The id is derived from the integration's random namespace and the lead, so a create
-    retried after a lost response carries the same id. Dynamics rejects that second create
-    with 412 instead of storing a duplicate, and the engine updates the existing record.
-    """
-    return str(uuid.uuid5(integration.record_id_namespace, f"lead:{lead_id}"))
+def gather(lead, settings, client):
+    """Read everything the decision needs from Dynamics."""
+    email = normalize_email(lead.email)
+    e164 = parse_phone(lead.phone, settings.phone_region)
+    found = Gathered()
 
-
-def sync_lead(lead, integration, client):
-    """Push one lead into the integration's org and return a SyncResult.
-
-    Raises the client's errors (`integrations.client.errors`) when Dynamics refuses.
-    """
-    values = mapped_values(lead, DEFAULT_LEAD_MAPPINGS)
-
-    if lead.dynamics_entity == "lead" and lead.dynamics_record_id:
+    if lead.dynamics_record_id and lead.dynamics_entity in ("lead", "contact"):
+        entity = lead.dynamics_entity
         try:
-            client.update("leads", lead.dynamics_record_id, values)
-            return SyncResult("updated", "lead", lead.dynamics_record_id,
-                              {"matched_by": "previous sync", "columns": sorted(values)})
-        except errors.NotFound:
-            logger.info(
-                "Lead %s: Dynamics lead %s was deleted; looking for another match",
-                lead.pk, lead.dynamics_record_id,
+            found.previous = dict(
+                client.retrieve(matching.ENTITY_SETS[entity], lead.dynamics_record_id,
+                                select=matching.record_select(
+                                    entity, settings.mapped_columns(entity))),
+                entity=entity,
             )
+        except errors.NotFound:
+            logger.info("Lead %s: the %s it was synced to (%s) no longer exists",
+                        lead.pk, entity, lead.dynamics_record_id)
 
-    match, candidates = find_existing_lead(client, lead)
-    if match is not None:
-        record_id = match["leadid"]
-        client.update("leads", record_id, values)
-        details = {"matched_by": match_reason(lead, match), "columns": sorted(values)}
-        if candidates > 1:
-            details["other_matches"] = candidates - 1
-        return SyncResult("updated", "lead", record_id, details)
+    wanted = {settings.primary_object}
+    if settings.primary_object == "lead" and settings.update_existing_contacts:
+        wanted.add("contact")
+    for entity in sorted(wanted):
+        condition = matching.record_filter(entity, email, e164)
+        if condition:
+            rows = client.query(
+                matching.ENTITY_SETS[entity], filter=condition,
+                select=matching.record_select(entity, settings.mapped_columns(entity)),
+            )
+            setattr(found, f"{entity}s", rows)
 
-    record_id = planned_record_id(integration, lead.pk)
-    body = dict(values, leadid=record_id)
-    owner_id, owner_source = choose_owner(client, lead, integration)
-    if owner_id:
-        body["ownerid@odata.bind"] = f"/systemusers({owner_id})"
-    try:
-        client.create("leads", body)
-    except errors.PreconditionFailed:
-        # An earlier attempt created the record but its response never arrived.
-        logger.info("Lead %s: record %s already exists; updating it", lead.pk, record_id)
-        client.update("leads", record_id, values)
-        return SyncResult("updated", "lead", record_id,
-                          {"matched_by": "earlier attempt", "columns": sorted(values)})
-    return SyncResult("created", "lead", record_id,
-                      {"columns": sorted(values), "owner": owner_source})
+    keys = accounts.AccountKeys.for_lead(lead, settings.search_accounts_by_website)
+    if keys:
+        select = sorted({*accounts.ACCOUNT_SELECT, *settings.mapped_columns("account")})
+        found.accounts = client.query("accounts", filter=accounts.account_filter(keys),
+                                      select=select)
 
-
-def find_existing_lead(client, lead):
-    """Return (best matching Dynamics lead or None, number of matches) by email or phone."""
-    condition = any_equal([("emailaddress1", lead.email.strip()),
-                           ("telephone1", lead.phone.strip())])
-    if not condition:
-        return None, 0
-    rows = client.query(
-        "leads",
-        filter=condition,
-        select=["leadid", "statecode", "modifiedon", "emailaddress1", "telephone1"],
-        orderby="modifiedon desc",
-    )
-    if not rows:
-        return None, 0
-    # Open leads (statecode 0) before qualified or disqualified ones; the query already
-    # sorted each group newest first, and sorted() keeps that order.
-    rows = sorted(rows, key=lambda row: row.get("statecode") != 0)
-    return rows[0], len(rows)
-
-
-def match_reason(lead, row):
-    email = lead.email.strip().lower()
-    if email and (row.get("emailaddress1") or "").lower() == email:
-        return "email"
-    return "phone"
-
-
-def choose_owner(client, lead, integration):
-    """Return (systemuser id, reason): the capturing member's Dynamics user when one has
-    the member's email and is enabled, else the integration user."""
-    email = (lead.captured_by.email or "").strip()
-    if email:
+    if _needs_member_owner(settings) and lead.captured_by.email:
         rows = client.query(
             "systemusers",
-            filter=f"internalemailaddress eq {literal(email)} and isdisabled eq false",
-            select=["systemuserid"],
-            top=1,
+            filter=(f"internalemailaddress eq {literal(lead.captured_by.email.strip())}"
+                    " and isdisabled eq false"),
+            select=["systemuserid"], top=1,
         )
-        if rows:
-            return rows[0]["systemuserid"], "capturing member"
-    return integration.dynamics_user_id or None, "integration user"
+        found.owner_user_id = rows[0]["systemuserid"] if rows else None
+
+    if settings.sync_notes and lead.notes.strip():
+        try:
+            found.note = client.retrieve("annotations", note_id(settings, lead),
+                                         select=["annotationid", "notetext", "subject"])
+        except errors.NotFound:
+            found.note = None
+    return found
+
+
+def _needs_member_owner(settings):
+    return any(rule.column == mappings.OWNER_COLUMN and rule.source == mappings.OWNER_SOURCE
+               for rule in settings.rules)
+
+
+def note_id(settings, lead):
+    return settings.record_id("note", lead.pk)
+
+
+# -- Deciding ---------------------------------------------------------------------------
+
+def decide(lead, settings, found):
+    """Return the SyncPlan for `lead` from what `gather` found. No I/O."""
+    email = normalize_email(lead.email)
+    e164 = parse_phone(lead.phone, settings.phone_region)
+    path = []
+    if lead.phone.strip() and not e164:
+        path.append(f"phone {lead.phone.strip()!r} is not a phone number; "
+                    "matched on email only")
+
+    contact_match = matching.choose_match("contact", found.contacts, email, e164,
+                                          settings.phone_region)
+    if settings.primary_object == "contact":
+        target, others = _previous_or(found, "contact", contact_match, path)
+        if target is None:
+            path.append("no contact matches: create a contact")
+            return _plan_create(lead, settings, found, "contact", path)
+        return _plan_update(lead, settings, found, "contact", target, others, path)
+
+    lead_match = matching.choose_match("lead", found.leads, email, e164,
+                                       settings.phone_region)
+    target, others = _previous_or(found, "lead", lead_match, path)
+    if target is not None and target.get("statecode") == 1:
+        return _plan_for_qualified_lead(lead, settings, found, target, others,
+                                        contact_match, path)
+    if target is not None:
+        return _plan_update(lead, settings, found, "lead", target, others, path)
+
+    if settings.update_existing_contacts:
+        contact, others = _previous_or(found, "contact", contact_match, path)
+        if contact is not None:
+            path.append("no lead matches, and existing contacts are updated")
+            return _plan_update(lead, settings, found, "contact", contact, others, path)
+    path.append("no lead matches: create a lead")
+    return _plan_create(lead, settings, found, "lead", path)
+
+
+def _plan_for_qualified_lead(lead, settings, found, target, others, contact_match, path):
+    """Leave a qualified lead alone; update its contact when the settings allow."""
+    path.append(f"lead {target['id']} is qualified, so it is left unchanged")
+    if not settings.update_existing_contacts:
+        reason = (f"Dynamics lead {target['id']} is qualified, so it was left unchanged. "
+                  "Turn on 'Update existing contacts' to update its contact instead.")
+        return SyncPlan("lead", "skip", target["id"], path=path, skip_reason=reason,
+                        other_matches=others)
+    # The contact created when the lead was qualified, if it matches, else the best match.
+    contact = (contact_match.find(target.get("_parentcontactid_value"))
+               or contact_match.chosen)
+    if contact is None:
+        reason = (f"Dynamics lead {target['id']} is qualified and no contact matches its "
+                  "email or phone, so nothing was changed.")
+        return SyncPlan("lead", "skip", target["id"], path=path, skip_reason=reason,
+                        other_matches=others)
+    path.append(f"its contact {contact.record_id} is updated instead")
+    others = [record_id for record_id in [m.record_id for m in contact_match.matches]
+              if record_id != contact.record_id]
+    return _plan_update(lead, settings, found, "contact", contact.row, others, path)
+
+
+def _previous_or(found, entity, match_result, path):
+    """Return (row, other ids): the record synced before if it is of `entity`, else the
+    best match."""
+    previous = found.previous
+    if previous is not None and previous["entity"] == entity:
+        key = matching.PRIMARY_KEYS[entity]
+        path.append(f"{entity} {previous[key]} was synced from this lead before")
+        return dict(previous, id=previous[key]), []
+    if match_result.chosen is None:
+        return None, []
+    chosen = match_result.chosen
+    path.append(f"{entity} {chosen.record_id} matches by {chosen.matched_by}")
+    if match_result.others:
+        path.append(f"{len(match_result.others)} other {entity}s match too; the "
+                    "open or active, most recently modified one was chosen")
+    return chosen.row, match_result.others
+
+
+def _plan_create(lead, settings, found, entity, path):
+    record_id = settings.record_id(entity, lead.pk)
+    changes = mappings.column_changes(lead, settings.rules_for(entity), {},
+                                      settings.columns(entity))
+    if not any(change.column == "lastname" for change in changes):
+        changes.append(mappings.FieldChange("lastname", None, mappings.LAST_NAME_FALLBACK,
+                                            "fallback"))
+        path.append(f"no last name: '{mappings.LAST_NAME_FALLBACK}' is used")
+    plan = SyncPlan(entity, "create", record_id, path=path, changes=changes)
+    plan.owner = _owner(lead, settings, found, entity)
+    plan.account = _plan_account(lead, settings, found, entity, current_link=None)
+    plan.note = _plan_note(lead, settings, found, entity, record_id)
+    return plan
+
+
+def _plan_update(lead, settings, found, entity, row, others, path):
+    key = matching.PRIMARY_KEYS[entity]
+    record_id = row.get(key) or row["id"]
+    changes = mappings.column_changes(lead, settings.rules_for(entity), row,
+                                      settings.columns(entity))
+    plan = SyncPlan(entity, "update", record_id, path=path, changes=changes,
+                    other_matches=others)
+    owner_rule = _owner_rule(settings, entity)
+    if owner_rule is not None and owner_rule.mode == mappings.OVERWRITE:
+        owner = _owner(lead, settings, found, entity)
+        if owner and owner[1] != row.get("_ownerid_value"):
+            plan.owner = owner
+    plan.account = _plan_account(lead, settings, found, entity,
+                                 current_link=row.get(ACCOUNT_LINK_VALUES[entity]))
+    plan.note = _plan_note(lead, settings, found, entity, record_id)
+    path.append(f"update {entity} {record_id}: {len(changes)} column(s) change")
+    return plan
+
+
+def _owner_rule(settings, entity):
+    return next((rule for rule in settings.rules_for(entity)
+                 if rule.column == mappings.OWNER_COLUMN), None)
+
+
+def _owner(lead, settings, found, entity):
+    """Return (kind, id, reason) for the owner that the mappings ask for, or None."""
+    rule = _owner_rule(settings, entity)
+    if rule is None:
+        return None
+    if rule.source == mappings.OWNER_SOURCE:
+        if found.owner_user_id:
+            return ("user", found.owner_user_id,
+                    f"the Dynamics user with the email of {lead.captured_by.email}")
+        if settings.integration_user_id:
+            return ("user", settings.integration_user_id,
+                    "the integration user, since no Dynamics user has the capturing "
+                    "member's email")
+        return None
+    kind, _, owner_id = rule.fixed_value.partition(":")
+    if kind in OWNER_SETS and owner_id:
+        return (kind, owner_id.strip(), "the owner chosen in the field mappings")
+    return None
+
+
+def _plan_account(lead, settings, found, entity, current_link):
+    """Return the AccountPlan, or None when the lead names no usable account."""
+    keys = accounts.AccountKeys.for_lead(lead, settings.search_accounts_by_website)
+    if not keys:
+        return None
+    rules = settings.rules_for("account")
+    row, criterion, others = accounts.choose_account(keys, found.accounts)
+    if row is None:
+        name = keys.new_account_name()
+        account_id = settings.record_id("account", name.lower())
+        changes = mappings.column_changes(lead, rules, {}, settings.columns("account"))
+        changes = [change for change in changes if change.column != "name"]
+        changes.insert(0, mappings.FieldChange("name", None, name, "create"))
+        return AccountPlan("create", account_id, name=name, changes=changes,
+                           link=current_link is None)
+    changes = mappings.column_changes(lead, rules, row, settings.columns("account"))
+    action = "update" if changes else "keep"
+    link = not current_link
+    return AccountPlan(action, row["accountid"], matched_by=criterion, name=row.get("name"),
+                       changes=changes, others=others, link=link)
+
+
+def _plan_note(lead, settings, found, entity, record_id):
+    text = lead.notes.strip()
+    if not settings.sync_notes or not text:
+        return None
+    existing = found.note
+    if existing is not None and (existing.get("notetext") or "") == text:
+        return {"id": existing["annotationid"], "action": "keep"}
+    subject = (f"Notes from {mappings.SOURCE_FIELDS['captured_by_name'][1](lead)} "
+               f"on {lead.captured_at:%Y-%m-%d}")[:NOTE_SUBJECT_MAX]
+    return {
+        "id": note_id(settings, lead),
+        "action": "update" if existing is not None else "create",
+        "subject": subject,
+        "notetext": text,
+        "entity": entity,
+        "record_id": record_id,
+    }
+
+
+# -- Writing ----------------------------------------------------------------------------
+
+def apply(plan, client):
+    """Write `plan` to Dynamics and return the SyncResult."""
+    if plan.action == "skip":
+        return SyncResult("skipped", plan.entity, plan.record_id, plan.path, plan.as_log(),
+                          message=plan.skip_reason)
+
+    skipped_fields = []
+    if plan.account is not None:
+        _write_account(plan, client, skipped_fields)
+
+    entity_set = matching.ENTITY_SETS[plan.entity]
+    body = {change.column: change.new for change in plan.changes}
+    if plan.owner:
+        kind, owner_id, _ = plan.owner
+        body["ownerid@odata.bind"] = f"/{OWNER_SETS[kind]}({owner_id})"
+    if plan.account is not None and plan.account.link:
+        body[f"{ACCOUNT_LINKS[plan.entity]}@odata.bind"] = f"/accounts({plan.account.account_id})"
+
+    outcome = "updated"
+    if plan.action == "create":
+        key = matching.PRIMARY_KEYS[plan.entity]
+        try:
+            _write_skipping_bad_fields(
+                lambda values: client.create(entity_set, dict(values, **{key: plan.record_id})),
+                body, skipped_fields)
+            outcome = "created"
+            plan.path.append(f"{plan.entity} {plan.record_id} created")
+        except errors.PreconditionFailed:
+            plan.path.append(f"{plan.entity} {plan.record_id} already existed from an "
+                             "earlier attempt: updated")
+            _write_skipping_bad_fields(
+                lambda values: client.update(entity_set, plan.record_id, values),
+                body, skipped_fields)
+    elif body:
+        _write_skipping_bad_fields(
+            lambda values: client.update(entity_set, plan.record_id, values),
+            body, skipped_fields)
+    else:
+        plan.path.append("nothing to change")
+
+    if plan.note is not None and plan.note["action"] != "keep":
+        _write_note(plan, client)
+
+    details = plan.as_log()
+    if skipped_fields:
+        details["skipped_fields"] = skipped_fields
+    return SyncResult(outcome, plan.entity, plan.record_id, plan.path, details)
+
+
+def _write_account(plan, client, skipped_fields):
+    account = plan.account
+    body = {change.column: change.new for change in account.changes}
+    if account.action == "create":
+        if plan.owner:
+            kind, owner_id, _ = plan.owner
+            body["ownerid@odata.bind"] = f"/{OWNER_SETS[kind]}({owner_id})"
+        try:
+            _write_skipping_bad_fields(
+                lambda values: client.create("accounts",
+                                             dict(values, accountid=account.account_id)),
+                body, skipped_fields)
+            plan.path.append(f"account {account.account_id} '{account.name}' created")
+        except errors.PreconditionFailed:
+            # Created by an earlier attempt or by another lead of the same company.
+            plan.path.append(f"account {account.account_id} '{account.name}' exists: linked")
+    elif account.action == "update":
+        _write_skipping_bad_fields(
+            lambda values: client.update("accounts", account.account_id, values),
+            body, skipped_fields)
+        plan.path.append(f"account {account.account_id} updated")
+    else:
+        plan.path.append(f"account {account.account_id} matches by {account.matched_by}")
+
+
+def _write_note(plan, client):
+    note = plan.note
+    body = {
+        "subject": note["subject"],
+        "notetext": note["notetext"],
+        f"{NOTE_LINKS[plan.entity]}@odata.bind":
+            f"/{matching.ENTITY_SETS[plan.entity]}({plan.record_id})",
+    }
+    # PATCH without If-Match creates the note or replaces it: a re-sync never adds a
+    # second note for the same lead.
+    client.update("annotations", note["id"], body, if_match=None)
+    plan.path.append(f"note {note['id']} {note['action']}d")
+
+
+def _write_skipping_bad_fields(write, body, skipped_fields):
+    """Call `write(body)`; when Dataverse rejects one column, drop it and try again.
+
+    One bad field (a column deleted after the mapping was saved, a value Dataverse
+    refuses) must not fail the whole lead. Errors that name no column in the body are
+    raised as they are.
+    """
+    values = dict(body)
+    while True:
+        try:
+            return write(values)
+        except errors.ValidationFailed as error:
+            column = errors.column_in_message(error.message)
+            key = column if column in values else f"{column}@odata.bind"
+            if not column or key not in values:
+                raise
+            skipped_fields.append({"column": key, "value": values.pop(key),
+                                   "error": error.message})
+            logger.warning("Dynamics rejected column %s (%s); writing without it",
+                           column, error.code)

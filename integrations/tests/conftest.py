@@ -40,6 +40,11 @@ def unique_email(name="lead"):
     return f"{name}.{uuid.uuid4().hex[:10]}@example.org"
 
 
+def unique_digits(count):
+    """Return `count` random digits, so phone numbers differ between tests."""
+    return "".join(str(uuid.uuid4().int)[-count:])
+
+
 def connect_through_sign_in(client, team, admin, sandbox, dynamics_email=SANDBOX_ADMIN):
     """Connect `team` the way an admin does: Connect, the sign-in form, the callback.
 
