@@ -10,6 +10,8 @@ from . import schema, seed
 from .store import utc_now_text
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Instance annotation on a lookup value that names the table the value points to.
+LOOKUP_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 _BIND_VALUE = re.compile(r"^(?:https?://[^/]+/api/data/v9\.2)?/?(?P<set>[A-Za-z_]+)\((?P<id>[^)]*)\)$")
 
 
@@ -172,7 +174,7 @@ def parse_payload(store, table, payload, creating):
                     400, "0x0",
                     f"The lookup '{column.name}' is bound more than once in one request.",
                 )
-            binds[column.name] = (target, _resolve_bind(store, navigation, target, value))
+            binds[column.name] = _resolve_bind(store, navigation, target, value)
             continue
         if "@" in key:
             raise invalid_property(table, key)
@@ -212,28 +214,38 @@ def _bind_target(table, navigation):
     return found
 
 
-def _resolve_bind(store, navigation, target_name, value):
-    """Check a bind value such as `/accounts(<id>)` and return the target id (or None)."""
+def _resolve_bind(store, navigation, target_names, value):
+    """Check a bind value such as `/accounts(<id>)`.
+
+    `target_names` is the logical name of the target table, or a tuple of them for the
+    owner lookup. Return (logical name of the bound table, target id), where the id is
+    None when the value is null.
+    """
+    if isinstance(target_names, str):
+        target_names = (target_names,)
+    targets = [schema.TABLES[name] for name in target_names if name in schema.TABLES]
+    expected = " or ".join(f"'/{target.entity_set}(<guid>)'" for target in targets)
     if value is None:
-        return None
-    target = schema.TABLES.get(target_name)
+        return target_names[0], None
     match = _BIND_VALUE.match(value) if isinstance(value, str) else None
-    if match is None or target is None:
+    if match is None or not targets:
         raise DataverseError(
             400, "0x0",
             f"The value '{value}' of '{navigation}@odata.bind' is not a valid entity "
-            f"reference. Use '/{target.entity_set if target else target_name}(<guid>)'.",
+            f"reference. Use {expected or repr(target_names[0])}.",
         )
-    if match.group("set") != target.entity_set:
+    target = next((table for table in targets if table.entity_set == match.group("set")), None)
+    if target is None:
+        sets = " or ".join(f"'{table.entity_set}'" for table in targets)
         raise DataverseError(
             400, "0x0",
             f"The navigation property '{navigation}' expects a reference to the entity set "
-            f"'{target.entity_set}', but '{match.group('set')}' was given.",
+            f"{sets}, but '{match.group('set')}' was given.",
         )
     target_id = parse_guid(match.group("id"))
     if store.get(target.logical_name, target_id) is None:
         raise not_found(target, target_id)
-    return target_id
+    return target.logical_name, target_id
 
 
 def compose_fullname(record):
@@ -245,8 +257,7 @@ def new_record(store, table, record_id, values, binds, user):
     """Build a record to insert from validated values."""
     record = {column.value_name: None for column in table.columns.values()}
     record.update(values)
-    for column_name, (_target, target_id) in binds.items():
-        record[f"_{column_name}_value"] = target_id
+    _apply_binds(record, binds)
     now = utc_now_text()
     record[table.primary_key] = record_id
     record["createdon"] = now
@@ -254,7 +265,7 @@ def new_record(store, table, record_id, values, binds, user):
     record["_createdby_value"] = user["systemuserid"]
     record["_modifiedby_value"] = user["systemuserid"]
     if "ownerid" in table.columns and record.get("_ownerid_value") is None:
-        record["_ownerid_value"] = user["systemuserid"]
+        _apply_binds(record, {"ownerid": ("systemuser", user["systemuserid"])})
     if "statecode" in table.columns:
         record["statecode"] = 0
         if record.get("statuscode") is None:
@@ -270,8 +281,7 @@ def apply_update(store, table, record, values, binds, user):
     """Return the updated copy of `record`."""
     updated = dict(record)
     updated.update(values)
-    for column_name, (_target, target_id) in binds.items():
-        updated[f"_{column_name}_value"] = target_id
+    _apply_binds(updated, binds)
     if "statecode" in values and "statuscode" not in values:
         updated["statuscode"] = table.default_status[updated["statecode"]]
     if "statecode" in table.columns:
@@ -282,6 +292,31 @@ def apply_update(store, table, record, values, binds, user):
     updated["_modifiedby_value"] = user["systemuserid"]
     updated["versionnumber"] = store.next_version()
     return updated
+
+
+def lookup_type_key(value_name):
+    """Return the record key that stores the table a lookup value points to."""
+    return f"{value_name}@{LOOKUP_LOGICAL_NAME}"
+
+
+def _apply_binds(record, binds):
+    """Set the lookup values of `binds`, each with the logical name of its target.
+
+    Setting ownerid also sets owninguser or owningteam, as Dataverse does.
+    """
+    for column_name, (target, target_id) in binds.items():
+        value_name = f"_{column_name}_value"
+        record[value_name] = target_id
+        record[lookup_type_key(value_name)] = target if target_id is not None else None
+        if column_name == "ownerid":
+            record["_owninguser_value"] = target_id if target == "systemuser" else None
+            record["_owningteam_value"] = target_id if target == "team" else None
+            record[lookup_type_key("_owninguser_value")] = (
+                "systemuser" if target == "systemuser" and target_id else None
+            )
+            record[lookup_type_key("_owningteam_value")] = (
+                "team" if target == "team" and target_id else None
+            )
 
 
 def _check_status(table, record):
@@ -320,15 +355,41 @@ def etag(record):
     return f'W/"{record["versionnumber"]}"'
 
 
-def serialize(table, record, select=None):
-    """Return the record as the Web API does: @odata.etag, then the selected columns."""
+def lookup_logical_name(table, record, column):
+    """Return the logical name of the table that a lookup value points to, or None."""
+    if record.get(column.value_name) is None:
+        return None
+    stored = record.get(lookup_type_key(column.value_name))
+    if stored:
+        return stored
+    # Records written before the sandbox stored lookup types: a single-target lookup
+    # can only point to its one target, and an owner without owningteam is a user.
+    if column.type == schema.OWNER:
+        return "team" if record.get("_owningteam_value") else "systemuser"
+    targets = column.targets
+    return targets[0] if len(targets) == 1 else None
+
+
+def serialize(table, record, select=None, annotations=None):
+    """Return the record as the Web API does: @odata.etag, then the selected columns.
+
+    `annotations` is a predicate on annotation names, from the request's
+    `Prefer: odata.include-annotations`. Lookup values then carry the
+    `@Microsoft.Dynamics.CRM.lookuplogicalname` annotation when it is included.
+    """
     output = {"@odata.etag": etag(record)}
     if select is None:
         names = [column.value_name for column in table.columns.values()]
     else:
         names = [table.primary_key] + [name for name in select if name != table.primary_key]
+    with_lookup_types = annotations is not None and annotations(LOOKUP_LOGICAL_NAME)
     for name in names:
         output[name] = record.get(name)
+        column = table.column_by_value_name(name)
+        if with_lookup_types and column is not None and column.is_lookup:
+            logical_name = lookup_logical_name(table, record, column)
+            if logical_name is not None:
+                output[lookup_type_key(name)] = logical_name
     return output
 
 

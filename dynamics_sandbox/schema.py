@@ -1,7 +1,7 @@
 """Table metadata that the sandbox serves: columns, types, max lengths and lookups.
 
 The tables, logical names and max lengths follow the Dynamics 365 entity reference for
-lead, contact, account, annotation, systemuser and role. To serve another table or
+lead, contact, account, annotation, systemuser, team and role. To serve another table or
 column, add it to TABLES below: validation, queries and the metadata endpoint read
 everything from here.
 """
@@ -59,7 +59,9 @@ class Column:
     options: dict = field(default_factory=dict)
     # Lookups: navigation property name -> logical name of the target table. A
     # single-target lookup has one navigation property named like the column, and a
-    # customer or polymorphic lookup has one per target type.
+    # customer or polymorphic lookup has one per target type. The owner lookup is the
+    # exception: its one navigation property `ownerid` takes a user or a team, so its
+    # target is a tuple of logical names.
     navigations: dict = field(default_factory=dict)
 
     @property
@@ -74,6 +76,14 @@ class Column:
     @property
     def edm_type(self):
         return EDM_TYPES[self.type]
+
+    @property
+    def targets(self):
+        """Logical names of the tables that the lookup can point to, sorted."""
+        names = set()
+        for target in self.navigations.values():
+            names.update((target,) if isinstance(target, str) else target)
+        return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,18 @@ def _system_columns(primary_key, state_options=None, status_options=None, owned=
         ),
     ]
     if owned:
-        columns.append(Column("ownerid", OWNER, navigations={"ownerid": "systemuser"}))
+        columns.append(
+            Column("ownerid", OWNER, navigations={"ownerid": ("systemuser", "team")})
+        )
+        # The service sets these from ownerid, so one of them contains the owner's id.
+        columns.append(Column(
+            "owninguser", LOOKUP, valid_for_create=False, valid_for_update=False,
+            navigations={"owninguser": "systemuser"},
+        ))
+        columns.append(Column(
+            "owningteam", LOOKUP, valid_for_create=False, valid_for_update=False,
+            navigations={"owningteam": "team"},
+        ))
     if state_options:
         columns.append(Column("statecode", STATE, valid_for_create=False, options=state_options))
         columns.append(Column("statuscode", STATUS, options=status_options))
@@ -322,7 +343,29 @@ ROLE = Table(
     ),
 )
 
-TABLES = {table.logical_name: table for table in (LEAD, CONTACT, ACCOUNT, ANNOTATION, SYSTEMUSER, ROLE)}
+TEAM = Table(
+    logical_name="team",
+    entity_set="teams",
+    primary_key="teamid",
+    primary_name="name",
+    object_type_code=9,
+    privilege_entity="Team",
+    read_only=True,
+    columns=_columns(
+        *_system_columns("teamid", owned=False),
+        Column("name", STRING, "Team Name", max_length=160),
+        Column(
+            "teamtype", PICKLIST, "Team Type",
+            options={0: "Owner", 1: "Access", 2: "Security Group", 3: "Office Group"},
+        ),
+        Column("businessunitid", LOOKUP, navigations={"businessunitid": "businessunit"}),
+    ),
+)
+
+TABLES = {
+    table.logical_name: table
+    for table in (LEAD, CONTACT, ACCOUNT, ANNOTATION, SYSTEMUSER, TEAM, ROLE)
+}
 TABLES_BY_ENTITY_SET = {table.entity_set: table for table in TABLES.values()}
 
 # Collection-valued navigation from systemuser to role, readable through $expand.

@@ -1,4 +1,4 @@
-"""Fixed identities of the sandbox org: tenant, organization, users, roles, privileges.
+"""Fixed identities of the sandbox org: tenant, organization, users, teams, roles, privileges.
 
 The ids never change, so tests and demo data can name them.
 """
@@ -18,12 +18,20 @@ ALEX_ID = "00000000-0000-4000-8000-00000000a001"
 SAM_ID = "00000000-0000-4000-8000-00000000a002"
 RILEY_ID = "00000000-0000-4000-8000-00000000a003"
 
+# An owner team that records can be assigned to with "ownerid@odata.bind": "/teams(<id>)".
+EVENT_SALES_TEAM_ID = "00000000-0000-4000-8000-00000000d001"
+
+TEAMS = [
+    {"teamid": EVENT_SALES_TEAM_ID, "name": "Event Sales Team", "teamtype": 0},
+]
+
 # Entities whose privileges the roles grant, by privilege name suffix.
 _RECORD_ENTITIES = ("Lead", "Contact", "Account", "Note")
 _ACTIONS = ("Create", "Read", "Write", "Delete", "Append", "AppendTo", "Assign", "Share")
 
 _ALL_PRIVILEGES = [f"prv{action}{entity}" for entity in _RECORD_ENTITIES for action in _ACTIONS]
-_ALL_PRIVILEGES += ["prvReadUser", "prvReadRole", "prvReadBusinessUnit"]
+_READ_ORGANIZATION = ["prvReadUser", "prvReadTeam", "prvReadRole", "prvReadBusinessUnit"]
+_ALL_PRIVILEGES += _READ_ORGANIZATION
 
 ROLES = [
     {"roleid": ADMIN_ROLE_ID, "name": "System Administrator", "privileges": _ALL_PRIVILEGES},
@@ -34,13 +42,13 @@ ROLES = [
             f"prv{action}{entity}"
             for entity in _RECORD_ENTITIES
             for action in ("Create", "Read", "Write", "Append", "AppendTo", "Assign", "Share")
-        ] + ["prvReadUser", "prvReadRole", "prvReadBusinessUnit"],
+        ] + _READ_ORGANIZATION,
     },
     {
         "roleid": READER_ROLE_ID,
         "name": "Sales Reader",
         "privileges": [f"prvRead{entity}" for entity in _RECORD_ENTITIES]
-        + ["prvReadUser", "prvReadRole", "prvReadBusinessUnit"],
+        + _READ_ORGANIZATION,
     },
 ]
 

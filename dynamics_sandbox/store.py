@@ -98,7 +98,7 @@ class Store:
     # Seed data
 
     def seed(self):
-        """Insert the fixed users, roles and their links unless they exist."""
+        """Insert the fixed users, teams, roles and user roles unless they exist."""
         now = utc_now_text()
         with self.transaction():
             for role in seed.ROLES:
@@ -124,6 +124,14 @@ class Store:
                         "INSERT OR IGNORE INTO user_role (systemuserid, roleid) VALUES (?, ?)",
                         (user["systemuserid"], role_id),
                     )
+
+            for team in seed.TEAMS:
+                if self.get("team", team["teamid"]) is None:
+                    self._insert_seed("team", team["teamid"], {
+                        "name": team["name"],
+                        "teamtype": team["teamtype"],
+                        "_businessunitid_value": seed.BUSINESS_UNIT_ID,
+                    }, now)
 
     def _insert_seed(self, table_name, record_id, values, now):
         table = schema.TABLES[table_name]

@@ -53,6 +53,53 @@ _SKIPTOKEN = re.compile(r'^<cookie pagenumber="(?P<page>\d+)" offset="(?P<offset
 _EXPAND = re.compile(r"^(?P<name>[A-Za-z_]+)(?:\(\$select=(?P<select>[A-Za-z_,]*)\))?$")
 
 
+def parse_prefer(header):
+    """Return the preferences of a Prefer header as {name: value}.
+
+    Commas inside a double-quoted value do not split, so
+    `odata.include-annotations="a,b"` stays one preference. A preference without a
+    value maps to "".
+    """
+    preferences = {}
+    for part in re.findall(r'(?:[^,"]|"[^"]*")+', header or ""):
+        name, _, value = part.strip().partition("=")
+        if name:
+            preferences[name.strip()] = value.strip().strip('"')
+    return preferences
+
+
+def included_annotations(request):
+    """Return (predicate on annotation names, Preference-Applied value) or (None, None).
+
+    The predicate follows `Prefer: odata.include-annotations`: `*` includes all,
+    `Namespace.*` a namespace, a full name that annotation, and a leading `-` excludes.
+    """
+    value = parse_prefer(request.header("Prefer", "")).get("odata.include-annotations")
+    if value is None:
+        return None, None
+    patterns = [pattern.strip() for pattern in value.split(",") if pattern.strip()]
+
+    def matches(pattern, name):
+        if pattern == "*":
+            return True
+        if pattern.endswith(".*"):
+            return name.startswith(pattern[:-1])
+        return pattern == name
+
+    def predicate(name):
+        if any(matches(pattern[1:], name) for pattern in patterns if pattern.startswith("-")):
+            return False
+        return any(matches(pattern, name) for pattern in patterns if not pattern.startswith("-"))
+
+    return predicate, f'odata.include-annotations="{value}"'
+
+
+def _add_preference(headers, applied):
+    if applied:
+        existing = headers.get("Preference-Applied")
+        headers["Preference-Applied"] = f"{existing},{applied}" if existing else applied
+
+
 def odata_headers(extra=None):
     headers = {
         "OData-Version": "4.0",
@@ -250,6 +297,8 @@ class WebApi:
             headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
         elif options.get("$top") is not None:
             rows = rows[: _parse_top(options["$top"])]
+        annotations, applied = included_annotations(request)
+        _add_preference(headers, applied)
         total = len(rows)
         page, start = 1, 0
         if options.get("$skiptoken") is not None:
@@ -271,14 +320,14 @@ class WebApi:
             if options["$count"] == "true":
                 payload["@odata.count"] = total
         payload["value"] = [
-            self._present(table, row, options) for row in page_rows
+            self._present(table, row, options, annotations) for row in page_rows
         ]
         if start + size < total:
             payload["@odata.nextLink"] = _next_link(request, page + 1, start + size)
         return json_result(200, payload, headers)
 
-    def _present(self, table, record, options):
-        output = serialize(table, record, options["select"])
+    def _present(self, table, record, options, annotations=None):
+        output = serialize(table, record, options["select"], annotations)
         if options["expand"] is not None:
             select = options["expand"]
             output[schema.USER_ROLES_NAVIGATION] = [
@@ -295,8 +344,11 @@ class WebApi:
             raise not_found(table, record_id)
         payload = {"@odata.context": f"{request.base_url}{API_PREFIX}$metadata#"
                                      f"{table.entity_set}/$entity"}
-        payload.update(self._present(table, record, options))
-        return json_result(200, payload, {"ETag": etag(record)})
+        annotations, applied = included_annotations(request)
+        payload.update(self._present(table, record, options, annotations))
+        headers = {"ETag": etag(record)}
+        _add_preference(headers, applied)
+        return json_result(200, payload, headers)
 
     def _read_body(self, request, table, creating):
         content_type = request.header("Content-Type", "")
@@ -320,18 +372,18 @@ class WebApi:
             )
 
     def _check_binds(self, user, table, binds, values_owner_change):
-        # Setting the owner needs Assign, not Append, so ownerid alone needs no Append.
+        # Setting the owner needs Assign, not Append, so ownerid alone needs no Append
+        # and the owning user or team needs no AppendTo.
         if any(column_name != "ownerid" for column_name in binds):
             require_privilege(self.store, user, "Append", table)
         for column_name, (target, target_id) in binds.items():
-            if target_id is not None and target != "systemuser":
+            if column_name != "ownerid" and target_id is not None and target != "systemuser":
                 require_privilege(self.store, user, "AppendTo", schema.TABLES[target])
         if values_owner_change:
             require_privilege(self.store, user, "Assign", table)
 
     def _return_representation(self, request):
-        prefer = request.header("Prefer", "")
-        return any(part.strip() == "return=representation" for part in prefer.split(","))
+        return parse_prefer(request.header("Prefer", "")).get("return") == "representation"
 
     def _duplicate_detection(self, request, table, record):
         """Run the default duplicate rules when the client turns detection on."""
@@ -378,11 +430,11 @@ class WebApi:
         if self._return_representation(request):
             payload = {"@odata.context": f"{request.base_url}{API_PREFIX}$metadata#"
                                          f"{table.entity_set}/$entity"}
-            payload.update(serialize(table, record, options["select"]))
-            return json_result(status_with_body, payload, {
-                "Preference-Applied": "return=representation",
-                "ETag": etag(record),
-            })
+            annotations, applied = included_annotations(request)
+            payload.update(serialize(table, record, options["select"], annotations))
+            headers = {"Preference-Applied": "return=representation", "ETag": etag(record)}
+            _add_preference(headers, applied)
+            return json_result(status_with_body, payload, headers)
         return Response(204, b"", {"OData-Version": "4.0", "OData-EntityId": entity_id})
 
     def update(self, request, user, table, record_id):
@@ -528,7 +580,7 @@ class WebApi:
             if attribute_type is not None:
                 item["MaxLength"] = column.max_length
             if column.is_lookup:
-                item["Targets"] = sorted(set(column.navigations.values()))
+                item["Targets"] = column.targets
             if select is not None:
                 item = {name: item.get(name) for name in select}
             item["MetadataId"] = str(_metadata_id(table, column))
