@@ -53,8 +53,11 @@ class SyncSettings:
         return [rule for rule in self.rules if rule.entity == entity]
 
     def mapped_columns(self, entity):
+        """Return the mapped columns to read, leaving out any the org does not have: a
+        $select naming a missing column would fail the whole query."""
+        known = self.columns(entity)
         return {rule.column for rule in self.rules_for(entity)
-                if rule.column != mappings.OWNER_COLUMN}
+                if rule.column != mappings.OWNER_COLUMN and (not known or rule.column in known)}
 
     def columns(self, entity):
         return self.metadata.get(entity, {})
