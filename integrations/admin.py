@@ -1,39 +1,104 @@
+from django import forms
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from teams.admin_scoping import TeamScopedAdminMixin
 
-from .models import Integration, SyncLog
+from .field_mappings import validate_mapping
+from .models import FieldMapping, Integration, SyncLog
+from .sync import mappings
 
 # Written by the sign-in and sync code, never by hand.
 CONNECTION_FIELDS = (
     "status", "connected_by", "integration_user_email", "integration_user_name",
     "dynamics_user_id", "dynamics_roles", "connected_at", "authorized_at", "last_error",
-    "created_at", "updated_at",
+    "metadata_fetched_at", "created_at", "updated_at",
 )
+
+
+class FieldMappingForm(forms.ModelForm):
+    """Checks each mapping against the org's columns before it is saved."""
+
+    source = forms.ChoiceField(
+        label="Lead field", required=False,
+        choices=[("", "(fixed value)")] + [
+            (name, label) for name, (label, _) in mappings.SOURCE_FIELDS.items()
+        ],
+    )
+
+    class Meta:
+        model = FieldMapping
+        fields = ("entity", "column", "source", "fixed_value", "mode", "position")
+
+    def clean(self):
+        cleaned_data = super().clean()
+        integration = self.instance.integration if self.instance.integration_id else None
+        integration = integration or getattr(self, "parent_integration", None)
+        if not self.errors and cleaned_data.get("entity"):
+            validate_mapping(
+                integration.dynamics_metadata if integration else {},
+                entity=cleaned_data["entity"],
+                column=cleaned_data.get("column", ""),
+                source=cleaned_data.get("source", ""),
+                fixed_value=cleaned_data.get("fixed_value", ""),
+                mode=cleaned_data.get("mode", ""),
+            )
+        return cleaned_data
+
+
+class FieldMappingInline(TeamScopedAdminMixin, admin.TabularInline):
+    model = FieldMapping
+    form = FieldMappingForm
+    team_field = "integration__team"
+    extra = 1
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        # Forms of new rows have no integration yet; give them the parent's metadata.
+        formset.form = type("BoundFieldMappingForm", (self.form,), {"parent_integration": obj})
+        return formset
 
 
 @admin.register(Integration)
 class IntegrationAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     team_field = "team"
+    inlines = [FieldMappingInline]
     list_display = ("team", "subteam", "org_url", "status", "auto_sync", "primary_object",
                     "integration_user_email", "authorized_at")
     list_filter = ("status", "auto_sync", "primary_object")
     list_select_related = ("team", "subteam")
     readonly_fields = CONNECTION_FIELDS
-    # The encrypted token cache and MSAL account id are never shown or edited here.
-    exclude = ("token_cache_encrypted", "msal_account_id")
+    # The encrypted token cache, the MSAL account and the raw metadata stay out of forms.
+    exclude = ("token_cache_encrypted", "msal_account_id", "dynamics_metadata")
+    fieldsets = (
+        (None, {"fields": ("team", "subteam", "org_url")}),
+        ("General settings", {"fields": ("auto_sync", "primary_object")}),
+        ("Advanced settings", {
+            "classes": ("collapse",),
+            "fields": ("sync_notes", "update_existing_contacts",
+                       "search_accounts_by_website"),
+        }),
+        ("Authorization information", {"fields": CONNECTION_FIELDS}),
+    )
 
 
 @admin.register(SyncLog)
 class SyncLogAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     team_field = "integration__team"
     list_display = ("created_at", "lead", "outcome", "dynamics_entity", "dynamics_record_id",
-                    "message")
+                    "request_count", "duration_ms", "message")
     list_filter = ("outcome", "dynamics_entity")
     list_select_related = ("lead", "integration")
     search_fields = ("dynamics_record_id", "lead__email", "lead__last_name")
     readonly_fields = ("integration", "lead", "outcome", "dynamics_entity",
-                       "dynamics_record_id", "message", "details", "created_at")
+                       "dynamics_record_id", "message", "path", "details", "request_count",
+                       "duration_ms", "created_at", "preview_link")
+
+    @admin.display(description="Preview")
+    def preview_link(self, log):
+        url = reverse("integrations:preview", args=[log.lead_id])
+        return format_html('<a href="{}">What would a sync of this lead do now?</a>', url)
 
     def has_add_permission(self, request):
         return False

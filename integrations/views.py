@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from leads.models import Lead
 from teams.models import Team
 from teams.selectors import teams_administered_by
 
@@ -114,3 +115,20 @@ def update_settings(request, integration_id):
                 integration.auto_sync, request.user.pk)
     messages.success(request, f"Auto Sync is {'on' if integration.auto_sync else 'off'}.")
     return redirect("integrations:settings")
+
+
+@login_required
+@require_GET
+def preview(request, lead_id):
+    """Show what a sync of one lead would do, without writing to Dynamics."""
+    lead = get_object_or_404(Lead, pk=lead_id)
+    _administered_team(request.user, lead.team_id)
+    context = {"title": f"Sync preview: {lead}", "lead": lead}
+    try:
+        context["preview"] = services.preview_sync(lead.pk)
+    except LookupError as error:
+        context["error"] = str(error)
+    except errors.DataverseError as error:
+        logger.warning("Preview of lead %s failed: %s", lead.pk, error)
+        context["error"] = services.readable_error(error)
+    return render(request, "integrations/preview.html", context)

@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from teams.admin_scoping import TeamScopedAdminMixin
 from teams.selectors import is_team_member
@@ -52,8 +54,15 @@ class LeadAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["team", "captured_by"]}),
         ("Contact", {"fields": list(CAPTURE_FIELDS)}),
-        ("Sync", {"fields": SYNC_FIELDS}),
+        ("Sync", {"fields": [*SYNC_FIELDS, "sync_preview"]}),
     ]
+
+    @admin.display(description="Preview")
+    def sync_preview(self, lead):
+        if lead.pk is None:
+            return "-"
+        url = reverse("integrations:preview", args=[lead.pk])
+        return format_html('<a href="{}">What would a sync do now?</a>', url)
 
     @admin.display(description="Name", ordering="last_name")
     def name(self, lead):
@@ -62,8 +71,8 @@ class LeadAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # A lead stays with the team and the member that captured it.
         if obj is not None:
-            return [*SYNC_FIELDS, "team", "captured_by"]
-        return SYNC_FIELDS
+            return [*SYNC_FIELDS, "sync_preview", "team", "captured_by"]
+        return [*SYNC_FIELDS, "sync_preview"]
 
     def save_model(self, request, obj, form, change):
         self.check_team_access(request, obj)

@@ -598,3 +598,60 @@ def test_preview_writes_nothing(org):
     assert org.record("lead", existing)["jobtitle"] == "Old"
     assert notes_of(org, existing) == []
     assert SyncLog.objects.filter(lead=lead).count() == 0
+
+
+def test_preview_page_shows_plan(org, client):
+    email = unique_email("preview-page")
+    org.seed("lead", lastname="Page", emailaddress1=email, jobtitle="Old")
+    lead = org.capture(last_name="Page", email=email, job_title="New")
+    client.force_login(org.setup.admin)
+
+    page = client.get(f"/integrations/leads/{lead.pk}/preview/")
+
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert "Nothing was written to Dynamics" in text
+    assert "matches by email" in text
+    assert "jobtitle" in text
+
+
+def test_preview_page_other_team_404(org, client):
+    from teams.tests.factories import make_admin, make_team
+
+    lead = org.capture(last_name="Hidden", email=unique_email("hidden"))
+    client.force_login(make_admin(make_team()))
+    assert client.get(f"/integrations/leads/{lead.pk}/preview/").status_code == 404
+
+
+def test_admin_rejects_unknown_column(org, client):
+    integration = org.setup.integration
+    client.force_login(org.setup.admin)
+    url = f"/admin/integrations/integration/{integration.pk}/change/"
+    page = client.get(url)
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    inline = page.context["inline_admin_formsets"][0].formset
+    data = {key: value for key, value in form.initial.items() if value is not None}
+    data.update({
+        "team": integration.team_id, "org_url": integration.org_url,
+        "primary_object": "lead", "auto_sync": "on", "sync_notes": "on",
+        f"{inline.prefix}-TOTAL_FORMS": str(len(inline.forms)),
+        f"{inline.prefix}-INITIAL_FORMS": str(inline.initial_form_count()),
+    })
+    for index, mapping_form in enumerate(inline.forms[: inline.initial_form_count()]):
+        for name in ("id", "entity", "column", "source", "fixed_value", "mode", "position"):
+            value = mapping_form.initial.get(name)
+            data[f"{inline.prefix}-{index}-{name}"] = "" if value is None else value
+        data[f"{inline.prefix}-{index}-integration"] = integration.pk
+    new = inline.initial_form_count()
+    data.update({f"{inline.prefix}-{new}-entity": "lead",
+                 f"{inline.prefix}-{new}-column": "jobtitel",
+                 f"{inline.prefix}-{new}-source": "job_title",
+                 f"{inline.prefix}-{new}-mode": "overwrite",
+                 f"{inline.prefix}-{new}-position": "99"})
+
+    response = client.post(url, data)
+
+    assert response.status_code == 200
+    assert "no column &#x27;jobtitel&#x27;" in response.content.decode()
+    assert not FieldMapping.objects.filter(integration=integration, column="jobtitel").exists()
