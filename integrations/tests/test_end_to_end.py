@@ -15,7 +15,7 @@ from rest_framework.authtoken.models import Token
 from integrations.models import SyncLog
 from leads.models import Lead
 
-from .conftest import ConnectedTeam, unique_email
+from .conftest import ConnectedTeam, unique_digits, unique_email
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -76,7 +76,7 @@ def test_captured_lead_lands_in_dynamics(client, sandbox, dynamics_settings, wor
     setup = ConnectedTeam(client, sandbox)
     email = unique_email("e2e")
     payload = {"first_name": "Zoë", "last_name": "Brontë", "email": email,
-               "phone": "+44 20 7946 0999", "company": "Northmoor & Sons",
+               "phone": f"+44 20 7946 {unique_digits(4)}", "company": "Northmoor & Sons",
                "job_title": "Director", "website": "northmoor.example"}
 
     response = post_lead(client, setup.member, payload)
@@ -89,7 +89,7 @@ def test_captured_lead_lands_in_dynamics(client, sandbox, dynamics_settings, wor
     assert record["firstname"] == "Zoë"
     assert record["lastname"] == "Brontë"
     assert record["emailaddress1"] == email
-    assert record["telephone1"] == "+44 20 7946 0999"
+    assert record["telephone1"] == payload["phone"]
     assert record["companyname"] == "Northmoor & Sons"
     assert record["jobtitle"] == "Director"
     assert record["websiteurl"] == "northmoor.example"
