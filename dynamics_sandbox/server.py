@@ -138,7 +138,7 @@ class SandboxApp:
         duration_ms = (time.monotonic() - started) * 1000
         self.store.log_request(
             request.method, request.path, request.query, response.status,
-            request.user_id, round(duration_ms, 3),
+            request.user_id, round(duration_ms, 3), request.operations,
         )
         return response
 

@@ -46,13 +46,22 @@ CREATE TABLE IF NOT EXISTS request_log (
     status INTEGER NOT NULL,
     systemuserid TEXT,
     duration_ms REAL NOT NULL,
-    time TEXT NOT NULL
+    time TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'http',
+    parent_id INTEGER
 );
 CREATE TABLE IF NOT EXISTS counter (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
+
+# Kinds of request_log rows: an HTTP request that the server received, and a Web API
+# operation that it ran. A plain Web API request logs one of each, and a $batch
+# request logs one HTTP request plus one operation per part, each with the batch's id
+# as parent_id.
+HTTP_REQUEST = "http"
+OPERATION = "operation"
 
 # Kinds of grant_token rows.
 AUTHORIZATION_CODE = "code"
@@ -81,7 +90,16 @@ class Store:
         with self._lock:
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.executescript(_SCHEMA_SQL)
+            self._add_request_log_columns()
         self.seed()
+
+    def _add_request_log_columns(self):
+        """Add the columns that request_log tables of older data folders lack."""
+        columns = {row["name"] for row in self._execute("PRAGMA table_info(request_log)")}
+        if "kind" not in columns:
+            self._execute("ALTER TABLE request_log ADD COLUMN kind TEXT NOT NULL DEFAULT 'http'")
+        if "parent_id" not in columns:
+            self._execute("ALTER TABLE request_log ADD COLUMN parent_id INTEGER")
 
     def close(self):
         with self._lock:
@@ -270,15 +288,32 @@ class Store:
 
     # Request log
 
-    def log_request(self, method, path, query, status, user_id, duration_ms):
-        self._execute(
-            "INSERT INTO request_log (method, path, query, status, systemuserid, duration_ms, time) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (method, path, query, status, user_id, duration_ms, utc_now_text()),
-        )
+    def log_request(self, method, path, query, status, user_id, duration_ms, operations=()):
+        """Log an HTTP request and the Web API operations it ran (dicts as in
+        Request.operations)."""
+        now = utc_now_text()
+        with self.transaction():
+            cursor = self._connection.execute(
+                "INSERT INTO request_log (method, path, query, status, systemuserid, "
+                "duration_ms, time, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (method, path, query, status, user_id, duration_ms, now, HTTP_REQUEST),
+            )
+            parent_id = cursor.lastrowid
+            for operation in operations:
+                self._execute(
+                    "INSERT INTO request_log (method, path, query, status, systemuserid, "
+                    "duration_ms, time, kind, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (operation["method"], operation["path"], operation["query"],
+                     operation["status"], user_id, operation["duration_ms"], now,
+                     OPERATION, parent_id),
+                )
 
-    def requests(self, method=None, path_prefix=None):
-        """Return logged requests (dicts, oldest first), optionally filtered."""
+    def requests(self, method=None, path_prefix=None, kind=HTTP_REQUEST):
+        """Return logged requests (dicts, oldest first), optionally filtered.
+
+        `kind` is HTTP_REQUEST (the default) for the HTTP requests that the server
+        received, OPERATION for the Web API operations that they ran, or None for both.
+        """
         sql = "SELECT * FROM request_log WHERE 1 = 1"
         parameters = []
         if method:
@@ -287,7 +322,24 @@ class Store:
         if path_prefix:
             sql += " AND substr(path, 1, ?) = ?"
             parameters += [len(path_prefix), path_prefix]
+        if kind:
+            sql += " AND kind = ?"
+            parameters.append(kind)
         return [dict(row) for row in self._execute(sql + " ORDER BY id", parameters)]
+
+    def request_counts(self, path_prefix="/api/data/"):
+        """Return {"http_requests": n, "operations": m} of the log, by path prefix.
+
+        A $batch of 100 creates counts as one HTTP request and 100 operations.
+        """
+        return {
+            "http_requests": len(self.requests(path_prefix=path_prefix, kind=HTTP_REQUEST)),
+            "operations": len(self.requests(path_prefix=path_prefix, kind=OPERATION)),
+        }
+
+    def clear_request_log(self):
+        """Delete every request_log row, for example before a benchmark run."""
+        self._execute("DELETE FROM request_log")
 
 
 class _Transaction:

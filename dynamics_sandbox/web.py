@@ -19,6 +19,11 @@ class Request:
     base_url: str
     # Set by the Web API once the bearer token checks out, for the request log.
     user_id: str | None = None
+    # True for a request taken from the body of a $batch request.
+    in_batch: bool = False
+    # Web API operations that this HTTP request ran (one, or one per $batch part), as
+    # request log entries: dicts with method, path, query, status and duration_ms.
+    operations: list = field(default_factory=list)
 
     def header(self, name, default=None):
         return self.headers.get(name.lower(), default)
@@ -43,6 +48,8 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict = field(default_factory=dict)
+    # URL of the record that a create or update wrote, for $batch references.
+    entity_id: str | None = None
 
 
 def json_response(status, payload, headers=None, content_type="application/json; charset=utf-8"):

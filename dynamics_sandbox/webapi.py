@@ -5,6 +5,7 @@ Served requests (entity sets from schema.TABLES, all names case-sensitive):
     GET    /api/data/v9.2/WhoAmI
     GET    /api/data/v9.2/{set}?$select&$filter&$orderby&$top&$expand&$count
     POST   /api/data/v9.2/{set}
+    POST   /api/data/v9.2/$batch               multipart/mixed batch (see batch.py)
     GET    /api/data/v9.2/{set}(<id>)?$select&$expand
     PATCH  /api/data/v9.2/{set}(<id>)          update, upsert or create-only
     DELETE /api/data/v9.2/{set}(<id>)
@@ -18,6 +19,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 import uuid
 from urllib.parse import quote, unquote, urlsplit
 
@@ -47,6 +49,9 @@ QUERY_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$expand", "$count", 
 UNSUPPORTED_QUERY_OPTIONS = {"$skip", "$search", "$apply", "$format", "$levels", "$compute"}
 MAX_PAGE_SIZE = 5000
 MAX_URL_LENGTH = 32 * 1024
+# Dataverse allows longer URLs for the requests inside a $batch body.
+MAX_BATCH_URL_LENGTH = 64 * 1024
+BATCH_SEGMENT = "$batch"
 
 _SEGMENT = re.compile(r"^(?P<name>[^()]+)(?:\((?P<key>[^)]*)\))?$")
 _SKIPTOKEN = re.compile(r'^<cookie pagenumber="(?P<page>\d+)" offset="(?P<offset>\d+)" />$')
@@ -131,11 +136,14 @@ class WebApi:
     """Handle /api/data/v9.2/ requests for one sandbox."""
 
     def __init__(self, store, settings):
+        from .batch import BatchProcessor
+
         self.store = store
         self.settings = settings
         self.protection = ServiceProtection(
             settings.rate_limit_requests, settings.rate_limit_concurrent
         )
+        self.batch = BatchProcessor(self)
 
     def handle(self, request):
         """Return a Response for a Web API path, or None if `request` is not one."""
@@ -150,14 +158,36 @@ class WebApi:
                 logger.warning("Throttled user %s: %s", request.user_id, error.message)
             return error_response(error)
         try:
+            if request.path == API_PREFIX + BATCH_SEGMENT:
+                response = self.batch.handle(request, user)
+            else:
+                response = self.run_operation(request, user)
+        finally:
+            self.protection.leave(user["systemuserid"])
+        response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(remaining)
+        return response
+
+    def run_operation(self, request, user, outer=None):
+        """Run one Web API operation and add it to the request log entries.
+
+        `outer` is the $batch request that `request` is a part of, which collects the
+        log entries of its parts.
+        """
+        started = time.monotonic()
+        try:
             response = self.dispatch(request, user)
         except DataverseError as error:
             if error.status >= 500:
                 logger.error("Web API error %s: %s", error.code, error.message)
             response = error_response(error)
-        finally:
-            self.protection.leave(user["systemuserid"])
-        response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(remaining)
+        duration_ms = (time.monotonic() - started) * 1000
+        (outer or request).operations.append({
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "status": response.status,
+            "duration_ms": round(duration_ms, 3),
+        })
         return response
 
     # Authentication
@@ -198,8 +228,11 @@ class WebApi:
     # Routing
 
     def dispatch(self, request, user):
-        if len(request.path) + len(request.query) + 1 > MAX_URL_LENGTH:
-            raise DataverseError(414, "0x0", "The request URL is longer than 32768 characters.")
+        max_length = MAX_BATCH_URL_LENGTH if request.in_batch else MAX_URL_LENGTH
+        if len(request.path) + len(request.query) + 1 > max_length:
+            raise DataverseError(
+                414, "0x0", f"The request URL is longer than {max_length} characters."
+            )
         relative = unquote(request.path[len(API_PREFIX):]).rstrip("/")
         segments = _split_segments(relative)
         if not segments:
@@ -434,8 +467,12 @@ class WebApi:
             payload.update(serialize(table, record, options["select"], annotations))
             headers = {"Preference-Applied": "return=representation", "ETag": etag(record)}
             _add_preference(headers, applied)
-            return json_result(status_with_body, payload, headers)
-        return Response(204, b"", {"OData-Version": "4.0", "OData-EntityId": entity_id})
+            response = json_result(status_with_body, payload, headers)
+            response.entity_id = entity_id
+            return response
+        return Response(
+            204, b"", {"OData-Version": "4.0", "OData-EntityId": entity_id}, entity_id=entity_id
+        )
 
     def update(self, request, user, table, record_id):
         self._check_write(table)
