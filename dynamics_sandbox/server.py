@@ -27,6 +27,8 @@ DEFAULT_REFRESH_TOKEN_LIFETIME = 90 * 24 * 3600
 # Dataverse's service protection limits per user: requests per 300 s, and concurrent.
 DEFAULT_RATE_LIMIT_REQUESTS = 6000
 DEFAULT_RATE_LIMIT_CONCURRENT = 52
+# Dataverse's limit on the combined execution time of a user's requests per 300 s.
+DEFAULT_RATE_LIMIT_EXECUTION_MS = 1_200_000
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
@@ -41,14 +43,20 @@ class SandboxSettings:
     refresh_token_lifetime: int = DEFAULT_REFRESH_TOKEN_LIFETIME
     rate_limit_requests: int = DEFAULT_RATE_LIMIT_REQUESTS
     rate_limit_concurrent: int = DEFAULT_RATE_LIMIT_CONCURRENT
+    rate_limit_execution_ms: int = DEFAULT_RATE_LIMIT_EXECUTION_MS
+    # Latency model in milliseconds: a network round trip charged once per Web API HTTP
+    # request, and a server execution time charged per operation, also per $batch part.
+    latency_ms: float = 0
+    operation_ms: float = 0
 
     @classmethod
     def from_environment(cls, data_dir, host="127.0.0.1", port=0, client_id=None, client_secret=None):
         """Build settings, taking the client and lifetimes from Django or the environment.
 
         SANDBOX_TOKEN_LIFETIME and SANDBOX_REFRESH_TOKEN_LIFETIME (seconds) override the
-        token lifetimes, and SANDBOX_RATE_LIMIT_REQUESTS and SANDBOX_RATE_LIMIT_CONCURRENT
-        the service protection limits.
+        token lifetimes, and SANDBOX_RATE_LIMIT_REQUESTS, SANDBOX_RATE_LIMIT_CONCURRENT and
+        SANDBOX_RATE_LIMIT_EXECUTION_MS the service protection limits. SANDBOX_LATENCY_MS
+        and SANDBOX_OPERATION_MS (milliseconds, default 0) set the latency model.
         """
         django_id, django_secret = _django_client()
         return cls(
@@ -67,6 +75,11 @@ class SandboxSettings:
             rate_limit_concurrent=_int_environment(
                 "SANDBOX_RATE_LIMIT_CONCURRENT", DEFAULT_RATE_LIMIT_CONCURRENT
             ),
+            rate_limit_execution_ms=_int_environment(
+                "SANDBOX_RATE_LIMIT_EXECUTION_MS", DEFAULT_RATE_LIMIT_EXECUTION_MS
+            ),
+            latency_ms=_number_environment("SANDBOX_LATENCY_MS", 0),
+            operation_ms=_number_environment("SANDBOX_OPERATION_MS", 0),
         )
 
 
@@ -80,6 +93,21 @@ def _int_environment(name, default):
         raise ValueError(f"{name} must be a whole number, not {value!r}.") from None
     if number < 1:
         raise ValueError(f"{name} must be at least 1, not {number}.")
+    return number
+
+
+def _number_environment(name, default, maximum=None):
+    """Read a number of at least 0 (and at most `maximum`) from the environment."""
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {value!r}.") from None
+    if not 0 <= number <= (maximum if maximum is not None else float("inf")):
+        bounds = f"from 0 to {maximum}" if maximum is not None else "at least 0"
+        raise ValueError(f"{name} must be {bounds}, not {number}.")
     return number
 
 

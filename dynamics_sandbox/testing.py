@@ -69,21 +69,34 @@ class RunningSandbox:
 
 
 def start_sandbox(data_dir, host="127.0.0.1", port=0, *, client_id=None, client_secret=None,
-                  token_lifetime=None, rate_limit_requests=None) -> RunningSandbox:
+                  token_lifetime=None, rate_limit_requests=None, rate_limit_concurrent=None,
+                  rate_limit_execution_ms=None, latency_ms=None,
+                  operation_ms=None) -> RunningSandbox:
     """Start a sandbox on `host`:`port` (0 picks a free port) in a background thread.
 
     The client id and secret default to SANDBOX_CLIENT_ID and SANDBOX_CLIENT_SECRET from
     Django's settings when they are configured. `token_lifetime` sets the access token
-    lifetime in seconds, and `rate_limit_requests` the requests per user per 300 seconds
-    before the Web API returns 429.
+    lifetime in seconds. The service protection limits per user are
+    `rate_limit_requests` (requests per 300 s), `rate_limit_execution_ms` (combined
+    execution time per 300 s) and `rate_limit_concurrent`. The latency model charges
+    `latency_ms` per Web API HTTP request and `operation_ms` per operation, also per
+    $batch part. Arguments left as None keep the SANDBOX_* environment values or the
+    defaults.
     """
     settings = SandboxSettings.from_environment(
         data_dir, host=host, port=port, client_id=client_id, client_secret=client_secret
     )
-    if token_lifetime is not None:
-        settings.token_lifetime = token_lifetime
-    if rate_limit_requests is not None:
-        settings.rate_limit_requests = rate_limit_requests
+    overrides = {
+        "token_lifetime": token_lifetime,
+        "rate_limit_requests": rate_limit_requests,
+        "rate_limit_concurrent": rate_limit_concurrent,
+        "rate_limit_execution_ms": rate_limit_execution_ms,
+        "latency_ms": latency_ms,
+        "operation_ms": operation_ms,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(settings, name, value)
     server = SandboxServer(settings)
     serve_in_thread(server)
     return RunningSandbox(

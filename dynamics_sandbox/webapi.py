@@ -141,7 +141,8 @@ class WebApi:
         self.store = store
         self.settings = settings
         self.protection = ServiceProtection(
-            settings.rate_limit_requests, settings.rate_limit_concurrent
+            settings.rate_limit_requests, settings.rate_limit_concurrent,
+            settings.rate_limit_execution_ms,
         )
         self.batch = BatchProcessor(self)
 
@@ -149,6 +150,8 @@ class WebApi:
         """Return a Response for a Web API path, or None if `request` is not one."""
         if not (request.path + "/").startswith(API_PREFIX):
             return None
+        # The latency model's network round trip, once per HTTP request.
+        _sleep_ms(self.settings.latency_ms)
         try:
             user = self.authenticate(request)
             request.user_id = user["systemuserid"]
@@ -165,6 +168,10 @@ class WebApi:
         finally:
             self.protection.leave(user["systemuserid"])
         response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(remaining)
+        # NOTE: the number format (milliseconds with thousands separators and two
+        # decimals) follows responses seen from Dataverse, not a documented contract.
+        time_remaining = self.protection.execution_ms_remaining(user["systemuserid"])
+        response.headers["x-ms-ratelimit-time-remaining-xrm-requests"] = f"{time_remaining:,.2f}"
         return response
 
     def run_operation(self, request, user, outer=None):
@@ -174,6 +181,8 @@ class WebApi:
         log entries of its parts.
         """
         started = time.monotonic()
+        # The latency model's server execution time, charged to every operation.
+        _sleep_ms(self.settings.operation_ms)
         try:
             response = self.dispatch(request, user)
         except DataverseError as error:
@@ -181,6 +190,7 @@ class WebApi:
                 logger.error("Web API error %s: %s", error.code, error.message)
             response = error_response(error)
         duration_ms = (time.monotonic() - started) * 1000
+        self.protection.record_execution(user["systemuserid"], duration_ms)
         (outer or request).operations.append({
             "method": request.method,
             "path": request.path,
@@ -628,6 +638,11 @@ class WebApi:
                               f"('{table.logical_name}')/Attributes",
             "value": items,
         })
+
+
+def _sleep_ms(milliseconds):
+    if milliseconds > 0:
+        time.sleep(milliseconds / 1000)
 
 
 def _metadata_id(table, column):
