@@ -10,6 +10,7 @@ import logging
 from urllib.parse import urlparse
 
 import msal
+import requests
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -161,7 +162,15 @@ class TokenProvider:
 
     def __call__(self, force_refresh=False):
         if self._app is None:
-            self._load()
+            try:
+                self._load()
+            except (requests.RequestException, ValueError) as error:
+                # Building the MSAL app reads the authority's discovery document; MSAL
+                # raises ValueError when that document is unusable.
+                raise errors.TransientError(
+                    f"Could not reach the Microsoft sign-in at {settings.DYNAMICS_AUTHORITY} "
+                    f"({error.__class__.__name__})."
+                ) from error
         result = self._acquire(force_refresh)
         if self._rejected(result) and self._reload_if_changed():
             # Another worker renewed the sign-in and stored a newer refresh token while
@@ -186,10 +195,17 @@ class TokenProvider:
             raise errors.AuthorizationRequired(
                 "No stored Microsoft sign-in for this integration. Connect Dynamics again."
             )
-        result = self._app.acquire_token_silent_with_error(
-            resource_scopes(self.integration.org_url), self._account,
-            force_refresh=force_refresh,
-        )
+        try:
+            result = self._app.acquire_token_silent_with_error(
+                resource_scopes(self.integration.org_url), self._account,
+                force_refresh=force_refresh,
+            )
+        except requests.RequestException as error:
+            # MSAL lets transport errors of the token endpoint through unchanged.
+            raise errors.TransientError(
+                f"Could not reach the Microsoft sign-in at {settings.DYNAMICS_AUTHORITY} to "
+                f"renew the token ({error.__class__.__name__})."
+            ) from error
         if self._cache.has_state_changed and result and "access_token" in result:
             self._save_cache()
         return result

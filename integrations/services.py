@@ -4,6 +4,7 @@ running and recording lead syncs. Views, admin actions and tasks call these."""
 import logging
 import time
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -156,14 +157,23 @@ def sync_lead_now(lead_id):
     started = time.monotonic()
     try:
         _ensure_metadata(integration, client)
-        settings = sync_settings_for(integration, lead)
-        found = engine.gather(lead, settings, client)
-        plan = engine.decide(lead, settings, found)
-        result = engine.apply(plan, client)
+        sync_settings = sync_settings_for(integration, lead)
+        result = _gather_decide_apply(lead, sync_settings, client)
     except errors.AuthorizationRequired as error:
         return _record_reauthorization_needed(lead, integration, error)
     except errors.DataverseError as error:
         return _record_failure(lead, integration, error, client, started)
+    except Exception:
+        # A bug must not leave the lead queued forever: mark it failed, then let the task
+        # fail too, so django-q2 keeps the traceback.
+        logger.exception("Lead %s: unexpected error during sync via integration %s",
+                         lead.pk, integration.pk)
+        Lead.objects.filter(pk=lead.pk).update(
+            sync_status=Lead.SyncStatus.FAILED,
+            last_sync_error="The sync stopped on an unexpected error; the worker log has "
+                            "the details. Sync the lead again once it is fixed.",
+        )
+        raise
     duration_ms = int((time.monotonic() - started) * 1000)
 
     if result.outcome == SyncLog.Outcome.SKIPPED:
@@ -191,6 +201,21 @@ def sync_lead_now(lead_id):
     )
 
 
+def _gather_decide_apply(lead, sync_settings, client):
+    """Run one sync; when the record to create already exists, sync again as an update."""
+    try:
+        plan = engine.decide(lead, sync_settings, engine.gather(lead, sync_settings, client))
+        return engine.apply(plan, client)
+    except engine.RecordExists as exists:
+        logger.info("Lead %s: %s; syncing again as an update", lead.pk, exists)
+        lead.dynamics_entity = exists.entity
+        lead.dynamics_record_id = exists.record_id
+        plan = engine.decide(lead, sync_settings, engine.gather(lead, sync_settings, client))
+        plan.path.insert(0, f"{exists.entity} {exists.record_id} was created by an earlier "
+                            "attempt or a parallel sync of the same person")
+        return engine.apply(plan, client)
+
+
 def preview_sync(lead_id):
     """Return what a sync of the lead would do, without writing to Dynamics.
 
@@ -206,23 +231,25 @@ def preview_sync(lead_id):
         raise LookupError(f"Lead {lead_id} has no connected Dynamics integration.")
     client = connection.client_for(integration)
     _ensure_metadata(integration, client)
-    settings = sync_settings_for(integration, lead)
-    plan = engine.decide(lead, settings, engine.gather(lead, settings, client))
+    sync_settings = sync_settings_for(integration, lead)
+    plan = engine.decide(lead, sync_settings, engine.gather(lead, sync_settings, client))
     return {"path": plan.path, "plan": plan.as_log(), "requests": client.request_count}
 
 
 def readable_error(error):
     """Return a sentence for the lead's last sync error that names the next step."""
     if isinstance(error, errors.PermissionDenied):
-        return ("The Dynamics integration user lacks a privilege, so Dynamics refused the "
-                f"write. Add the privilege to the user's security role. Dynamics said: "
-                f"{error.message}")
+        return ("The Dynamics integration user lacks a privilege, so Dynamics rejected the "
+                "write. Add the privilege to the user's security role, then sync the lead "
+                f"again. Dynamics said: {error.message}")
     if isinstance(error, errors.ValidationFailed):
-        return f"Dynamics rejected the lead's data. Dynamics said: {error.message}"
+        return ("Dynamics rejected the lead's data; check the field mappings, then sync "
+                f"the lead again. Dynamics said: {error.message}")
     if isinstance(error, (errors.TransientError, errors.Throttled)):
-        return ("Dynamics was unavailable or busy after several retries; sync the lead "
-                f"again later. Dynamics said: {error.message}")
-    return f"The sync failed. Dynamics said: {error}"
+        source = "Dynamics said" if error.status else "Details"
+        return ("Dynamics was unreachable or busy after several retries; sync the lead "
+                f"again later. {source}: {error.message}")
+    return f"The sync failed; sync the lead again after fixing the cause. {error}"
 
 
 def _record_failure(lead, integration, error, client, started):
@@ -231,8 +258,9 @@ def _record_failure(lead, integration, error, client, started):
         sync_status=Lead.SyncStatus.FAILED, last_sync_error=message
     )
     logger.error(
-        "Lead %s failed to sync via integration %s: %s (HTTP %s, code %s)",
-        lead.pk, integration.pk, error.__class__.__name__, error.status, error.code,
+        "Lead %s failed to sync via integration %s: %s, status %s, code %s",
+        lead.pk, integration.pk, error.__class__.__name__, error.status or "none",
+        error.code or "none",
     )
     return SyncLog.objects.create(
         integration=integration, lead=lead, outcome=SyncLog.Outcome.FAILED, message=message,
@@ -265,14 +293,56 @@ def _record_reauthorization_needed(lead, integration, error):
 
 def get_or_create_team_integration(team):
     """Return the team's full-team integration, creating it for the configured org."""
-    from django.conf import settings
-
     integration, created = Integration.objects.get_or_create(
         team=team, subteam=None, defaults={"org_url": settings.DYNAMICS_ORG_URL}
     )
     if created:
         field_mappings.create_default_mappings(integration)
     return integration
+
+
+def point_at_configured_org(integration):
+    """Move the integration to settings.DYNAMICS_ORG_URL if it points elsewhere.
+
+    Called when an admin connects: after DYNAMICS_ORG_URL changes (from the sandbox to a
+    real org, say), signing in again is all it takes. Returns the previous URL, or "" when
+    nothing changed.
+    """
+    configured = settings.DYNAMICS_ORG_URL.rstrip("/")
+    previous = integration.org_url.rstrip("/")
+    if previous == configured:
+        return ""
+    integration.org_url = configured
+    integration.status = Integration.Status.DISCONNECTED
+    integration.dynamics_metadata = {}
+    integration.save(update_fields=["org_url", "status", "dynamics_metadata", "updated_at"])
+    logger.warning("Integration %s moved from org %s to %s", integration.pk, previous,
+                   configured)
+    return previous
+
+
+def request_sync(leads, user):
+    """Queue a manual sync of `leads` chosen by `user`; return (queued, reasons).
+
+    Leads whose integration is missing or not connected are not queued, and `reasons`
+    maps their ids to the explanation. A lead already queued is queued again, which is
+    harmless because a sync can run twice.
+    """
+    queued = []
+    reasons = {}
+    for lead in leads:
+        integration = integration_for_lead(lead)
+        if integration is None:
+            reasons[lead.pk] = "no Dynamics integration is set up for its team"
+        elif not integration.is_connected:
+            reasons[lead.pk] = (f"its Dynamics connection is "
+                                f"{integration.get_status_display().lower()}")
+        else:
+            queued.append(lead.pk)
+    enqueue_syncs(queued)
+    logger.info("User %s requested a sync of %d leads (%d not queued)", user.pk,
+                len(queued), len(reasons))
+    return queued, reasons
 
 
 def connect_integration(integration, flow, auth_response, user):

@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -56,6 +56,21 @@ class LeadAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
         ("Contact", {"fields": list(CAPTURE_FIELDS)}),
         ("Sync", {"fields": [*SYNC_FIELDS, "sync_preview"]}),
     ]
+
+    actions = ["sync_to_dynamics"]
+
+    @admin.action(description="Sync selected leads to Dynamics")
+    def sync_to_dynamics(self, request, queryset):
+        # Imported here: integrations imports leads, so a module-level import would loop.
+        from integrations.services import request_sync
+
+        queued, reasons = request_sync(queryset.select_related("captured_by"), request.user)
+        if queued:
+            self.message_user(request, f"Queued {len(queued)} lead(s) for a sync to Dynamics.",
+                              messages.SUCCESS)
+        for lead_id, reason in sorted(reasons.items()):
+            self.message_user(request, f"Lead {lead_id} was not queued: {reason}.",
+                              messages.WARNING)
 
     @admin.display(description="Preview")
     def sync_preview(self, lead):

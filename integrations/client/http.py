@@ -191,22 +191,25 @@ class DataverseClient:
 
     def _send(self, method, url, headers, data):
         self.request_count += 1
+        # Messages name the path without its query: a $filter carries emails and phones.
+        target = f"{method} {url.split('?', 1)[0]}"
         try:
             return self.session.request(method, url, headers=headers, data=data,
                                         timeout=self.timeout)
         except requests.Timeout as error:
             raise errors.TransientError(
-                f"Dynamics did not respond to {method} {url} within {self.timeout[1]} s."
+                f"Dynamics did not respond to {target} within {self.timeout[1]} s."
             ) from error
         except requests.exceptions.SSLError as error:
-            # A certificate problem does not go away on retry: report it as it is.
+            # A certificate problem does not go away on retry.
             raise errors.DataverseError(
-                f"The TLS certificate of {self.org_url} was not trusted: {error}. "
-                f"Check DYNAMICS_CA_BUNDLE."
+                f"The TLS certificate of {self.org_url} is not trusted "
+                f"({error.__class__.__name__}). Check DYNAMICS_CA_BUNDLE."
             ) from error
         except requests.ConnectionError as error:
             raise errors.TransientError(
-                f"Could not reach Dynamics at {self.org_url}: {error}"
+                f"Could not connect to Dynamics at {self.org_url} for {target} "
+                f"({_reason(error)})."
             ) from error
 
     def _backoff(self, attempt, error):
@@ -253,6 +256,18 @@ def error_from_response(response):
     if status >= 500:
         return errors.TransientError(message, **kwargs)
     return errors.DataverseError(message, **kwargs)
+
+
+def _reason(error):
+    """Return the innermost cause of a connection error, without URLs or queries."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    text = str(error)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "getaddrinfo" in text:
+        return "host name not found"
+    return error.__class__.__name__
 
 
 def _parse_retry_after(value):

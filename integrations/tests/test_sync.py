@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from integrations import services
+from integrations.sync import engine
 from integrations.models import Integration, SyncLog
 from leads.models import Lead
 from teams.tests.factories import make_lead, make_member
@@ -141,7 +142,8 @@ def test_retried_create_does_not_duplicate(connected_team, sandbox):
     """A create whose response was lost left the record; the retry must update it."""
     lead = capture(connected_team, email="", phone="", company=f"Lost {unique_email()}")
     integration = connected_team.integration
-    record_id = services.sync_settings_for(integration, lead).record_id("lead", lead.pk)
+    sync_settings = services.sync_settings_for(integration, lead)
+    record_id = sync_settings.record_id("lead", engine.identity_key(lead, sync_settings))
     from integrations.connection import client_for
 
     client_for(integration).create("leads", {"leadid": record_id, "lastname": "Earlier"})
@@ -195,3 +197,55 @@ def test_broken_sign_in_keeps_lead_pending(connected_team):
 
 def test_sync_of_deleted_lead_is_skipped(connected_team):
     assert services.sync_lead_now(999999) is None
+
+
+def test_admin_action_queues_failed_lead(connected_team, client,
+                                         django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    lead = capture(connected_team, email=unique_email("retry"))
+    Lead.objects.filter(pk=lead.pk).update(sync_status=Lead.SyncStatus.FAILED,
+                                           last_sync_error="Dynamics was unreachable")
+    client.force_login(connected_team.admin)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/leads/lead/", {
+            "action": "sync_to_dynamics", "_selected_action": [lead.pk],
+        }, follow=True)
+
+    lead.refresh_from_db()
+    assert "Queued 1 lead(s)" in response.content.decode()
+    assert lead.sync_status == Lead.SyncStatus.QUEUED
+    assert [package.task["args"][0] for package in OrmQ.objects.all()] == [lead.pk]
+
+
+def test_admin_action_explains_unconnected(client, dynamics_settings,
+                                           django_capture_on_commit_callbacks):
+    from teams.tests.factories import make_admin, make_team
+
+    team = make_team()
+    admin_user = make_admin(team)
+    lead = make_lead(team, admin_user, email=unique_email("lonely"))
+    client.force_login(admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/leads/lead/", {
+            "action": "sync_to_dynamics", "_selected_action": [lead.pk],
+        }, follow=True)
+    assert "no Dynamics integration is set up" in response.content.decode()
+
+
+def test_sign_in_unreachable_fails_lead_readably(connected_team, settings):
+    """The token needs renewing while the sign-in server is down."""
+    from integrations import connection
+
+    settings.DYNAMICS_AUTHORITY = "https://127.0.0.1:9/sandbox-tenant"
+    connection._msal_http_cache.clear()
+    lead = capture(connected_team, email=unique_email("offline"))
+
+    log = services.sync_lead_now(lead.pk)
+
+    lead.refresh_from_db()
+    assert log.outcome == SyncLog.Outcome.FAILED
+    assert lead.sync_status == Lead.SyncStatus.FAILED
+    assert "Could not reach the Microsoft sign-in" in lead.last_sync_error
+    assert lead.email not in lead.last_sync_error
