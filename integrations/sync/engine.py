@@ -297,8 +297,35 @@ def _previous_or(found, entity, match_result, path):
     return chosen.row, match_result.others
 
 
+class RecordExists(Exception):
+    """A create found its record id taken: an earlier attempt whose response was lost, or
+    a parallel sync of the same person, created the record first. Sync again with
+    `record_id` as the lead's previous record, so the update follows the mapping modes."""
+
+    def __init__(self, entity, record_id):
+        super().__init__(f"{entity} {record_id} already exists")
+        self.entity = entity
+        self.record_id = record_id
+
+
+def identity_key(lead, settings):
+    """Return the key a new record's id is derived from: the person, not the lead.
+
+    Two leads of the same person (same email, else same phone) synced at the same time by
+    two workers both find nothing and both create. With ids derived from the email or
+    phone, the second create fails with 412 instead of storing a duplicate.
+    """
+    email = normalize_email(lead.email)
+    if email:
+        return f"email:{email}"
+    e164 = parse_phone(lead.phone, settings.phone_region)
+    if e164:
+        return f"phone:{e164}"
+    return f"lead:{lead.pk}"
+
+
 def _plan_create(lead, settings, found, entity, path):
-    record_id = settings.record_id(entity, lead.pk)
+    record_id = settings.record_id(entity, identity_key(lead, settings))
     changes = mappings.column_changes(lead, settings.rules_for(entity), {},
                                       settings.columns(entity))
     if not any(change.column == "lastname" for change in changes):
@@ -424,14 +451,10 @@ def apply(plan, client):
             _write_skipping_bad_fields(
                 lambda values: client.create(entity_set, dict(values, **{key: plan.record_id})),
                 body, skipped_fields)
-            outcome = "created"
-            plan.path.append(f"{plan.entity} {plan.record_id} created")
-        except errors.PreconditionFailed:
-            plan.path.append(f"{plan.entity} {plan.record_id} already existed from an "
-                             "earlier attempt: updated")
-            _write_skipping_bad_fields(
-                lambda values: client.update(entity_set, plan.record_id, values),
-                body, skipped_fields)
+        except errors.PreconditionFailed as error:
+            raise RecordExists(plan.entity, plan.record_id) from error
+        outcome = "created"
+        plan.path.append(f"{plan.entity} {plan.record_id} created")
     elif body:
         _write_skipping_bad_fields(
             lambda values: client.update(entity_set, plan.record_id, values),

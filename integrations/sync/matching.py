@@ -2,8 +2,9 @@
 
 Dataverse compares strings case-insensitively, so emails are found with `eq`. Phones are
 free text in Dynamics, so candidates are found by their last four digits and then
-compared in E.164 form here. When several records match, open or active records come
-before qualified or inactive ones, then the most recently modified one wins.
+compared in E.164 form here. A phone match counts only when the lead or the record has no
+email. When several records match, open or active records come before qualified or
+inactive ones, then the most recently modified one wins.
 """
 
 from dataclasses import dataclass, field
@@ -81,9 +82,16 @@ def record_select(entity, mapped_columns):
 
 
 def classify(entity, row, email, e164, region):
-    """Return "email" or "phone" when the row really matches the lead, else None."""
-    if email and any(normalize_email(row.get(column)) == email for column in EMAIL_COLUMNS):
+    """Return "email" or "phone" when the row really matches the lead, else None.
+
+    A shared number (a switchboard, a front desk) must not merge two people, so a phone
+    match does not count when the lead and the record both have emails and they differ.
+    """
+    row_emails = {normalize_email(row.get(column)) for column in EMAIL_COLUMNS} - {""}
+    if email and email in row_emails:
         return "email"
+    if email and row_emails:
+        return None
     if e164 and any(parse_phone(row.get(column), region) == e164
                     for column in PHONE_COLUMNS[entity]):
         return "phone"

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 
 from integrations import connection, services
 from integrations.models import FieldMapping, Integration, SyncLog
+from integrations.sync import engine
 from leads.models import Lead
 from teams.tests.factories import make_lead, make_member
 
@@ -154,6 +155,47 @@ def test_unparseable_phone_is_kept_as_text(org):
     assert log.outcome == SyncLog.Outcome.CREATED
     assert record["telephone1"] == "call me after 5"
     assert "is not a phone number" in joined(log)
+
+
+def test_shared_phone_different_emails_no_match(org):
+    digits = unique_digits(4)
+    org.seed("lead", lastname="Grace", emailaddress1=unique_email("grace"),
+              telephone1=f"+1 415 555 {digits}")
+    lead = org.capture(last_name="Colleague", email=unique_email("colleague"),
+                       phone=f"(415) 555-{digits}")
+    log = org.sync(lead)
+    assert log.outcome == SyncLog.Outcome.CREATED
+
+
+def test_phone_match_when_record_has_no_email(org):
+    digits = unique_digits(4)
+    existing = org.seed("lead", lastname="NoEmail", telephone1=f"+1 415 555 {digits}")
+    lead = org.capture(last_name="NoEmail", email=unique_email("now-known"),
+                       phone=f"(415) 555-{digits}")
+    org.sync(lead)
+    assert lead.dynamics_record_id == existing
+
+
+def test_parallel_syncs_create_one_lead(org):
+    """Two workers plan a create for the same person before either writes."""
+    email = unique_email("race")
+    first = org.capture(last_name="Race", email=email)
+    second = org.capture(last_name="Race", email=email, job_title="Second")
+    sync_settings = services.sync_settings_for(org.integration, first)
+    first_plan = engine.decide(first, sync_settings,
+                               engine.gather(first, sync_settings, org.client))
+    second_plan = engine.decide(second, sync_settings,
+                                engine.gather(second, sync_settings, org.client))
+    engine.apply(first_plan, org.client)
+
+    with pytest.raises(engine.RecordExists):
+        engine.apply(second_plan, org.client)
+    log = org.sync(second)
+
+    assert first_plan.action == second_plan.action == "create"
+    assert log.outcome == SyncLog.Outcome.UPDATED
+    assert len(org.records("lead", emailaddress1=email)) == 1
+    assert org.record("lead", first_plan.record_id)["jobtitle"] == "Second"
 
 
 def test_different_number_same_last_digits(org):
