@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -69,6 +70,8 @@ class IntegrationAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "auto_sync", "primary_object")
     list_select_related = ("team", "subteam")
     readonly_fields = CONNECTION_FIELDS
+    # An org URL typed without a scheme is an https URL (Django 6 makes this the default).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     # The encrypted token cache, the MSAL account and the raw metadata stay out of forms.
     exclude = ("token_cache_encrypted", "msal_account_id", "dynamics_metadata")
     fieldsets = (

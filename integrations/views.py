@@ -55,6 +55,10 @@ def connect(request, team_id):
     """Start the Microsoft sign-in that connects the team's Dynamics org."""
     team = _administered_team(request.user, team_id)
     integration = services.get_or_create_team_integration(team)
+    previous_org = services.point_at_configured_org(integration)
+    if previous_org:
+        messages.warning(request, f"The Dynamics org changed from {previous_org} to "
+                                  f"{integration.org_url}; sign in to the new org.")
     redirect_uri = settings.DYNAMICS_REDIRECT_URI or request.build_absolute_uri(
         reverse("integrations:callback")
     )
@@ -85,9 +89,14 @@ def callback(request):
     integration = get_object_or_404(Integration, pk=pending["integration_id"])
     _administered_team(request.user, integration.team_id)
 
+    response = request.GET.dict()
+    if "code" not in response and "error" not in response:
+        messages.error(request, "The sign-in response carried no authorization code. "
+                                "Click Connect Dynamics to start again.")
+        return redirect("integrations:settings")
     try:
         integration = services.connect_integration(
-            integration, pending["flow"], request.GET.dict(), request.user
+            integration, pending["flow"], response, request.user
         )
     except connection.ConnectError as error:
         logger.warning("Sign-in failed for integration %s: %s", integration.pk, error)
