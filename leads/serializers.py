@@ -2,8 +2,6 @@ from collections.abc import Mapping
 
 from rest_framework import serializers
 
-from teams.models import Team
-
 from .models import Lead
 from .services import CAPTURE_FIELDS, validate_identifying_fields
 
@@ -23,7 +21,10 @@ class LeadSerializer(serializers.ModelSerializer):
     know is rejected with 400, so that a typo such as `emial` is not silently lost.
     """
 
-    team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all(), required=False)
+    # Any integer is accepted here and checked against the caller's teams by the capture
+    # service, so the answer for a team that does not exist and for someone else's team
+    # is the same, and team ids cannot be probed.
+    team = serializers.IntegerField(required=False, write_only=True)
 
     class Meta:
         model = Lead
@@ -42,6 +43,26 @@ class LeadSerializer(serializers.ModelSerializer):
                 )
         return super().to_internal_value(data)
 
+    def validate_website(self, value):
+        """Accept a domain or an http(s) URL; other schemes (javascript:, data:) could run
+        code where Dynamics or this admin shows the website as a link."""
+        value = value.strip()
+        if not value:
+            return value
+        scheme, separator, _ = value.partition(":")
+        has_scheme = separator and scheme.isalpha() and not _.startswith(tuple("0123456789"))
+        if has_scheme and scheme.lower() not in ("http", "https"):
+            raise serializers.ValidationError(
+                f"Invalid website '{value[:100]}': use a domain such as example.com or an "
+                f"http(s) URL."
+            )
+        return value
+
     def validate(self, attrs):
         validate_identifying_fields(attrs)
         return attrs
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["team"] = instance.team_id
+        return data

@@ -42,20 +42,23 @@ class NotTeamMemberError(CaptureTeamError):
     """The member does not belong to the named team."""
 
 
-def choose_capture_team(*, member, team: Team | None = None) -> Team:
+def choose_capture_team(*, member, team: Team | int | None = None) -> Team:
     """Return the team a new lead of `member` goes to.
 
-    With `team` given, the member must belong to it. Without, the member must belong
-    to exactly one team. Raises a CaptureTeamError subclass with a message for the
-    caller otherwise.
+    With `team` (a Team or a team id) given, the member must belong to it; a team that
+    does not exist gets the same answer as someone else's team. Without, the member must
+    belong to exactly one team. Raises a CaptureTeamError subclass with a message for
+    the caller otherwise.
     """
     if team is not None:
-        if not is_team_member(member, team):
+        team_id = team.pk if isinstance(team, Team) else team
+        found = team if isinstance(team, Team) else Team.objects.filter(pk=team_id).first()
+        if found is None or not is_team_member(member, found):
             raise NotTeamMemberError(
-                f"You are not a member of team {team.pk}. "
+                f"You are not a member of team {team_id}. "
                 f"Use one of your teams: {_team_ids_text(member)}."
             )
-        return team
+        return found
 
     teams = list(teams_of_member(member)[:2])
     if not teams:

@@ -246,3 +246,40 @@ def test_create_session_form_with_csrf_token(two_teams, scheduled):
     response = client.post(LIST_URL, {"company": "Acme", "csrfmiddlewaretoken": "x"})
 
     assert response.status_code == 201
+
+
+def test_deeply_nested_json_rejected(member_client):
+    client = member_client
+    body = "[" * 100000 + "]" * 100000
+    response = client.post("/api/leads/", body, content_type="application/json")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("website", ["javascript:alert(1)", "data:text/html,hi", "ftp://x.org"])
+def test_website_scheme_rejected(member_client, website):
+    client = member_client
+    response = client.post("/api/leads/", {"last_name": "Web", "website": website},
+                           format="json")
+    assert response.status_code == 400
+    assert "website" in response.json()
+
+
+@pytest.mark.parametrize("website", ["example.com", "https://example.com/x",
+                                     "www.example.com:8080", "HTTP://EXAMPLE.COM"])
+def test_website_forms_accepted(member_client, website):
+    client = member_client
+    response = client.post("/api/leads/", {"last_name": "Web", "website": website},
+                           format="json")
+    assert response.status_code == 201
+
+
+def test_missing_and_foreign_team_same_answer(member_client):
+    from teams.tests.factories import make_team
+
+    client = member_client
+    other = make_team()
+    missing = client.post("/api/leads/", {"last_name": "T", "team": 999999}, format="json")
+    foreign = client.post("/api/leads/", {"last_name": "T", "team": other.pk}, format="json")
+    assert missing.status_code == foreign.status_code == 400
+    assert "not a member of team 999999" in missing.json()["team"][0]
+    assert f"not a member of team {other.pk}" in foreign.json()["team"][0]
