@@ -31,6 +31,7 @@ env: .env
 	$(PY) -m demo.make_env .env.example .env
 
 demo: venv .env
+	mkdir -p var
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 	$(PY) manage.py demo

@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 f"(log in as alex / demo-alex, then Connect Dynamics).\n"
                 f"API: http://127.0.0.1:{port}/api/leads/ with 'Authorization: Token <token>'.\n"
                 f"Sandbox: https://{settings.SANDBOX_HOST}:{settings.SANDBOX_PORT} "
-                f"(records: python manage.py sandbox_records lead --json).\n"
+                f"(records: .venv/bin/python manage.py sandbox_records lead --json).\n"
                 f"Press Ctrl-C to stop.\n"
             ))
             while True:
