@@ -205,6 +205,10 @@ class SmokeRun:
         """Compare each synced lead with its record read back from the sandbox."""
         records = {row["leadid"]: row for row in self.sandbox_rows("lead")}
         users = {row["systemuserid"]: row for row in self.sandbox_rows("systemuser")}
+        accounts = {row["accountid"]: row for row in self.sandbox_rows("account")}
+        notes = {}
+        for note in self.sandbox_rows("annotation"):
+            notes.setdefault(note.get("_objectid_value"), []).append(note)
         user_emails = {row["internalemailaddress"].lower() for row in users.values()}
         for sample, member, lead_id in captured:
             row = final.get(lead_id)
@@ -227,10 +231,35 @@ class SmokeRun:
             if owner.get("internalemailaddress", "").lower() != expected_owner.lower():
                 problems.append(f"owner {owner.get('internalemailaddress')!r}, "
                                 f"expected {expected_owner!r}")
+            problems += self.account_problems(sample, record, accounts)
+            problems += self.note_problems(sample, record, notes.get(record["leadid"], []))
             if problems:
                 report.failures.append(f"Lead {lead_id}: " + "; ".join(problems))
             else:
                 report.synced += 1
+
+    @staticmethod
+    def account_problems(sample, record, accounts):
+        """A lead with a company is linked to an account of that name."""
+        company = sample.get("company", "").strip()
+        if not company:
+            return []
+        account = accounts.get(record.get("_parentaccountid_value"))
+        if account is None:
+            return [f"no account linked, expected one named {company!r}"]
+        if account["name"].lower() != company.lower():
+            return [f"account {account['name']!r}, expected {company!r}"]
+        return []
+
+    @staticmethod
+    def note_problems(sample, record, notes):
+        """A lead with notes has exactly one Dynamics note with that text."""
+        text = sample.get("notes", "").strip()
+        if not text:
+            return [f"{len(notes)} unexpected note(s)"] if notes else []
+        if len(notes) != 1 or notes[0].get("notetext") != text:
+            return [f"{len(notes)} note(s), expected one with the lead's notes"]
+        return []
 
     def sandbox_rows(self, table):
         return json.loads(self.group.run("sandbox_records", table, "--json").stdout)
