@@ -1,8 +1,9 @@
 """The smoke run: the whole product path, headless, on the leads in samples/.
 
-It starts the sandbox, the web server and a worker on fresh data, connects the demo team
-through the real sign-in (the sandbox's form submitted over HTTP), captures every sample
-lead through the REST API, waits for the syncs and checks each Dynamics record.
+It starts the sandbox, the web server and a worker on fresh data, and connects the demo
+team through the real sign-in (the sandbox's form, submitted over HTTP). Then it captures
+every sample lead through the REST API, waits for the syncs and checks each Dynamics
+record.
 """
 
 import json
@@ -240,7 +241,7 @@ class SmokeRun:
 
     @staticmethod
     def account_problems(sample, record, accounts):
-        """A lead with a company is linked to an account of that name."""
+        """Return problems unless a lead with a company links an account of that name."""
         company = sample.get("company", "").strip()
         if not company:
             return []
@@ -253,7 +254,7 @@ class SmokeRun:
 
     @staticmethod
     def note_problems(sample, record, notes):
-        """A lead with notes has exactly one Dynamics note with that text."""
+        """Return problems unless a lead with notes has one Dynamics note of that text."""
         text = sample.get("notes", "").strip()
         if not text:
             return [f"{len(notes)} unexpected note(s)"] if notes else []

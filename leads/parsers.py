@@ -5,7 +5,7 @@ from rest_framework.parsers import JSONParser
 
 
 class SafeJSONParser(JSONParser):
-    """JSONParser that answers 400, not 500, to JSON nested too deeply to parse.
+    """JSONParser that returns 400, not 500, for JSON nested too deeply to parse.
 
     Python's json module raises RecursionError on input such as 100,000 nested arrays,
     which DRF's parser does not catch.

@@ -17,7 +17,7 @@ CRITERIA = ("website", "company", "email domain")
 
 @dataclass(frozen=True)
 class AccountKeys:
-    """What a lead offers to find its account; empty strings where it has nothing."""
+    """The keys a lead offers to find its account; empty strings where it has none."""
 
     website_host: str
     company: str

@@ -6,8 +6,8 @@ writes the plan. A preview runs the first two steps only.
 
 Primary object Leads:
 1. A Dynamics lead matches (the one synced before, else by email or phone): update it.
-   A qualified lead is left alone; with "Update existing contacts" on, its contact (or
-   a contact with the same email or phone) is updated instead, else nothing changes.
+   A qualified lead is left alone. With "Update existing contacts" on, its contact (or
+   a contact with the same email or phone) is updated instead; else nothing changes.
 2. No lead, and "Update existing contacts" on, and a contact matches: update the contact.
 3. Otherwise create a lead.
 Primary object Contacts: a matching contact is updated, otherwise a contact is created.
@@ -74,7 +74,7 @@ class SyncSettings:
 
 @dataclass
 class Gathered:
-    """What Dynamics holds for one lead, read before any decision."""
+    """The Dynamics records that concern one lead, read before any decision."""
 
     previous: dict | None = None
     leads: list = field(default_factory=list)
@@ -107,7 +107,7 @@ class AccountPlan:
 
 @dataclass
 class SyncPlan:
-    """What a sync of one lead does: the path, the record, each field, account, note."""
+    """The planned sync of one lead: the path, the record, each field, account and note."""
 
     entity: str
     action: str  # "create", "update" or "skip"
@@ -174,10 +174,10 @@ def gather(lead, settings, client):
             logger.info("Lead %s: the %s it was synced to (%s) no longer exists",
                         lead.pk, entity, lead.dynamics_record_id)
 
-    wanted = {settings.primary_object}
+    entities = {settings.primary_object}
     if settings.primary_object == "lead" and settings.update_existing_contacts:
-        wanted.add("contact")
-    for entity in sorted(wanted):
+        entities.add("contact")
+    for entity in sorted(entities):
         condition = matching.record_filter(entity, email, e164)
         if condition:
             rows = client.query(
