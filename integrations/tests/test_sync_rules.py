@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 
 from integrations import connection, services
 from integrations.models import FieldMapping, Integration, SyncLog
+from dynamics_sandbox.seed import EVENT_SALES_TEAM_ID
 from integrations.sync import engine
 from leads.models import Lead
 from teams.tests.factories import make_lead, make_member
@@ -476,6 +477,30 @@ def test_owner_falls_back_to_integration_user(org):
     owner = org.record("lead", lead.dynamics_record_id)["_ownerid_value"]
     assert owner == org.sandbox.store.user_by_email(SANDBOX_ADMIN)["systemuserid"]
     assert "integration user" in log.details["owner"]["reason"]
+
+
+def test_owner_team_from_mapping(org):
+    FieldMapping.objects.filter(integration=org.setup.integration, entity="lead",
+                                column="ownerid").update(
+        source="", fixed_value=f"team:{EVENT_SALES_TEAM_ID}")
+    lead = org.capture(last_name="Team Owned", email=unique_email("team-owned"))
+
+    log = org.sync(lead)
+
+    record = org.record("lead", lead.dynamics_record_id)
+    assert record["_ownerid_value"] == EVENT_SALES_TEAM_ID
+    assert log.details["owner"]["type"] == "team"
+
+
+def test_owner_reassigned_in_overwrite_mode(org):
+    email = unique_email("reassigned")
+    existing = org.seed("lead", lastname="Reassigned", emailaddress1=email)
+    FieldMapping.objects.filter(integration=org.setup.integration, entity="lead",
+                                column="ownerid").update(
+        source="", fixed_value=f"team:{EVENT_SALES_TEAM_ID}", mode="overwrite")
+    lead = org.capture(last_name="Reassigned", email=email)
+    org.sync(lead)
+    assert org.record("lead", existing)["_ownerid_value"] == EVENT_SALES_TEAM_ID
 
 
 def test_owner_kept_on_update(org):
