@@ -175,3 +175,13 @@ def test_latency_environment_invalid(tmp_path, monkeypatch):
     monkeypatch.setenv("SANDBOX_OPERATION_MS", "-1")
     with pytest.raises(ValueError, match="SANDBOX_OPERATION_MS"):
         start_sandbox(tmp_path)
+
+
+def test_no_fixed_delay(sales_api):
+    sales_api.get("WhoAmI")
+    started = time.monotonic()
+    for _ in range(30):
+        sales_api.get("WhoAmI")
+    average_ms = (time.monotonic() - started) * 1000 / 30
+    # Without TCP_NODELAY each response took about 44 ms on loopback.
+    assert average_ms < 30
