@@ -123,9 +123,10 @@ def resource_of_scopes(scopes):
 class IdentityProvider:
     """Handle the sign-in endpoints for one sandbox."""
 
-    def __init__(self, store, settings):
+    def __init__(self, store, settings, faults=None):
         self.store = store
         self.settings = settings
+        self.faults = faults
 
     def handle(self, request):
         """Return a Response for a sign-in path, or None if `request` is not one."""
@@ -456,10 +457,14 @@ class IdentityProvider:
         user = self.store.get("systemuser", grant["systemuserid"])
         now = int(time.time())
         lifetime = self.settings.token_lifetime
+        # Injected fault: the token stops working early, while expires_in stays normal.
+        server_lifetime = lifetime
+        if self.faults is not None and self.faults.access_token_lifetime is not None:
+            server_lifetime = self.faults.access_token_lifetime
         resource_scopes = sorted(scope for scope in scopes if scope not in OIDC_SCOPES)
         granted_scope = sorted(set(resource_scopes) | {f"{resource}/user_impersonation"})
         access_token = self.store.add_grant(
-            ACCESS_TOKEN, user["systemuserid"], client_id, lifetime,
+            ACCESS_TOKEN, user["systemuserid"], client_id, server_lifetime,
             {"audience": resource, "scope": " ".join(granted_scope)},
         )
         response = {

@@ -7,11 +7,12 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .certs import ensure_certificate
+from .faults import Faults
 from .identity import IdentityProvider
 from .store import Store
 from .web import LOOPBACK_HOSTS, Request, Response, json_response
@@ -48,6 +49,8 @@ class SandboxSettings:
     # request, and a server execution time charged per operation, also per $batch part.
     latency_ms: float = 0
     operation_ms: float = 0
+    # Fault injection at start: keyword arguments of faults.Faults.
+    faults: dict = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls, data_dir, host="127.0.0.1", port=0, client_id=None, client_secret=None):
@@ -57,6 +60,10 @@ class SandboxSettings:
         token lifetimes, and SANDBOX_RATE_LIMIT_REQUESTS, SANDBOX_RATE_LIMIT_CONCURRENT and
         SANDBOX_RATE_LIMIT_EXECUTION_MS the service protection limits. SANDBOX_LATENCY_MS
         and SANDBOX_OPERATION_MS (milliseconds, default 0) set the latency model.
+        SANDBOX_FAULT_ERROR_RATE and SANDBOX_FAULT_DROP_RATE (0 to 1),
+        SANDBOX_FAULT_THROTTLE_BURST (requests), SANDBOX_FAULT_RETRY_AFTER and
+        SANDBOX_FAULT_ACCESS_TOKEN_LIFETIME (seconds) and SANDBOX_FAULT_SEED turn on
+        fault injection (see faults.py).
         """
         django_id, django_secret = _django_client()
         return cls(
@@ -80,7 +87,24 @@ class SandboxSettings:
             ),
             latency_ms=_number_environment("SANDBOX_LATENCY_MS", 0),
             operation_ms=_number_environment("SANDBOX_OPERATION_MS", 0),
+            faults=_fault_environment(),
         )
+
+
+def _fault_environment():
+    """Return the fault settings that SANDBOX_FAULT_* variables set."""
+    faults = {}
+    for name in ("error_rate", "drop_rate"):
+        value = _number_environment(f"SANDBOX_FAULT_{name.upper()}", None, maximum=1)
+        if value is not None:
+            faults[name] = value
+    for name in ("throttle_burst", "retry_after", "access_token_lifetime", "seed"):
+        value = _number_environment(f"SANDBOX_FAULT_{name.upper()}", None)
+        if value is not None:
+            if value != int(value):
+                raise ValueError(f"SANDBOX_FAULT_{name.upper()} must be a whole number, not {value}.")
+            faults[name] = int(value)
+    return faults
 
 
 def _int_environment(name, default):
@@ -141,13 +165,14 @@ def check_loopback(host):
 class SandboxApp:
     """Route a request to the sign-in endpoints or the Web API and log it."""
 
-    def __init__(self, store, settings):
+    def __init__(self, store, settings, faults=None):
         from .webapi import WebApi
 
         self.store = store
         self.settings = settings
-        self.identity = IdentityProvider(store, settings)
-        self.web_api = WebApi(store, settings)
+        self.faults = faults or Faults(**settings.faults)
+        self.identity = IdentityProvider(store, settings, self.faults)
+        self.web_api = WebApi(store, settings, self.faults)
 
     def __call__(self, request):
         started = time.monotonic()
@@ -210,6 +235,10 @@ class _Handler(BaseHTTPRequestHandler):
         return f"https://{host}:{port}"
 
     def _send(self, response: Response):
+        if response.drop_connection:
+            # Injected fault: the request ran, but the client gets no response.
+            self.close_connection = True
+            return
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -249,7 +278,8 @@ class SandboxServer(ThreadingHTTPServer):
         )
 
         self.store = Store(settings.data_dir)
-        self.app = SandboxApp(self.store, settings)
+        self.faults = Faults(**settings.faults)
+        self.app = SandboxApp(self.store, settings, self.faults)
 
     @property
     def base_url(self):

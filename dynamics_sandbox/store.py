@@ -277,6 +277,19 @@ class Store:
         """Make refresh tokens expire now, so tests can exercise invalid_grant."""
         self._expire(REFRESH_TOKEN, user_id)
 
+    def revoke_refresh_tokens(self, user_id=None):
+        """Revoke refresh tokens (of one user, or all), as when an admin revokes sessions.
+
+        Redeeming one then fails with invalid_grant.
+        """
+        if user_id is None:
+            self._execute("UPDATE grant_token SET revoked = 1 WHERE kind = ?", (REFRESH_TOKEN,))
+        else:
+            self._execute(
+                "UPDATE grant_token SET revoked = 1 WHERE kind = ? AND systemuserid = ?",
+                (REFRESH_TOKEN, user_id),
+            )
+
     def _expire(self, kind, user_id):
         if user_id is None:
             self._execute("UPDATE grant_token SET expires_at = 0 WHERE kind = ?", (kind,))

@@ -2,6 +2,7 @@
 
     running = start_sandbox(tmp_path)            # server thread in this process
     running.base_url, running.authority, running.ca_bundle, running.store
+    running.faults.update(error_rate=0.2)        # fault injection, see faults.py
     running.stop()
 
     process, base_url = start_sandbox_process(tmp_path)   # `manage.py dynamics_sandbox`
@@ -25,6 +26,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from .faults import Faults
 from .identity import USER_FIELD
 from .seed import TENANT_NAME
 from .server import SandboxServer, SandboxSettings, serve_in_thread
@@ -54,6 +56,8 @@ class RunningSandbox:
     store: Store
     client_id: str
     client_secret: str
+    # Fault injection settings, changeable while the server runs (see faults.py).
+    faults: Faults
     _server: SandboxServer = field(repr=False)
 
     def stop(self):
@@ -70,8 +74,10 @@ class RunningSandbox:
 
 def start_sandbox(data_dir, host="127.0.0.1", port=0, *, client_id=None, client_secret=None,
                   token_lifetime=None, rate_limit_requests=None, rate_limit_concurrent=None,
-                  rate_limit_execution_ms=None, latency_ms=None,
-                  operation_ms=None) -> RunningSandbox:
+                  rate_limit_execution_ms=None, latency_ms=None, operation_ms=None,
+                  fault_error_rate=None, fault_drop_rate=None, fault_throttle_burst=None,
+                  fault_retry_after=None, fault_access_token_lifetime=None,
+                  fault_seed=None) -> RunningSandbox:
     """Start a sandbox on `host`:`port` (0 picks a free port) in a background thread.
 
     The client id and secret default to SANDBOX_CLIENT_ID and SANDBOX_CLIENT_SECRET from
@@ -80,8 +86,9 @@ def start_sandbox(data_dir, host="127.0.0.1", port=0, *, client_id=None, client_
     `rate_limit_requests` (requests per 300 s), `rate_limit_execution_ms` (combined
     execution time per 300 s) and `rate_limit_concurrent`. The latency model charges
     `latency_ms` per Web API HTTP request and `operation_ms` per operation, also per
-    $batch part. Arguments left as None keep the SANDBOX_* environment values or the
-    defaults.
+    $batch part. The fault_* arguments set the matching faults.Faults settings at
+    start, and `running.faults` changes them later. Arguments left as None keep the
+    SANDBOX_* environment values or the defaults.
     """
     settings = SandboxSettings.from_environment(
         data_dir, host=host, port=port, client_id=client_id, client_secret=client_secret
@@ -97,6 +104,15 @@ def start_sandbox(data_dir, host="127.0.0.1", port=0, *, client_id=None, client_
     for name, value in overrides.items():
         if value is not None:
             setattr(settings, name, value)
+    faults = {
+        "error_rate": fault_error_rate,
+        "drop_rate": fault_drop_rate,
+        "throttle_burst": fault_throttle_burst,
+        "retry_after": fault_retry_after,
+        "access_token_lifetime": fault_access_token_lifetime,
+        "seed": fault_seed,
+    }
+    settings.faults.update({name: value for name, value in faults.items() if value is not None})
     server = SandboxServer(settings)
     serve_in_thread(server)
     return RunningSandbox(
@@ -106,6 +122,7 @@ def start_sandbox(data_dir, host="127.0.0.1", port=0, *, client_id=None, client_
         store=server.store,
         client_id=settings.client_id,
         client_secret=settings.client_secret,
+        faults=server.faults,
         _server=server,
     )
 

@@ -50,6 +50,8 @@ class Response:
     headers: dict = field(default_factory=dict)
     # URL of the record that a create or update wrote, for $batch references.
     entity_id: str | None = None
+    # Injected fault: close the connection without sending this response.
+    drop_connection: bool = False
 
 
 def json_response(status, payload, headers=None, content_type="application/json; charset=utf-8"):

@@ -24,6 +24,7 @@ import uuid
 from urllib.parse import quote, unquote, urlsplit
 
 from . import schema, seed
+from .faults import DROP_RESPONSE, THROTTLE, TRANSIENT_ERROR, Faults
 from .limits import ServiceProtection
 from .odata_filter import FilterError, parse_filter
 from .records import (
@@ -135,11 +136,12 @@ def _not_found_segment(segment):
 class WebApi:
     """Handle /api/data/v9.2/ requests for one sandbox."""
 
-    def __init__(self, store, settings):
+    def __init__(self, store, settings, faults=None):
         from .batch import BatchProcessor
 
         self.store = store
         self.settings = settings
+        self.faults = faults or Faults()
         self.protection = ServiceProtection(
             settings.rate_limit_requests, settings.rate_limit_concurrent,
             settings.rate_limit_execution_ms,
@@ -152,27 +154,52 @@ class WebApi:
             return None
         # The latency model's network round trip, once per HTTP request.
         _sleep_ms(self.settings.latency_ms)
+
         try:
             user = self.authenticate(request)
             request.user_id = user["systemuserid"]
+            fault = self.faults.decide()
+            if fault == THROTTLE:
+                raise self._injected_throttle()
             remaining = self.protection.enter(user["systemuserid"])
         except DataverseError as error:
             if error.status == 429:
                 logger.warning("Throttled user %s: %s", request.user_id, error.message)
             return error_response(error)
+
         try:
-            if request.path == API_PREFIX + BATCH_SEGMENT:
+            if fault == TRANSIENT_ERROR:
+                logger.warning("Injected a transient error into %s %s for user %s",
+                               request.method, request.path, request.user_id)
+                response = error_response(_injected_transient_error())
+            elif request.path == API_PREFIX + BATCH_SEGMENT:
                 response = self.batch.handle(request, user)
             else:
                 response = self.run_operation(request, user)
         finally:
             self.protection.leave(user["systemuserid"])
-        response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(remaining)
+
+        if fault == DROP_RESPONSE:
+            logger.warning("Dropping the %s response to %s %s for user %s (injected fault)",
+                           response.status, request.method, request.path, request.user_id)
+            response.drop_connection = True
+        self._add_rate_limit_headers(response, user["systemuserid"], remaining)
+        return response
+
+    def _add_rate_limit_headers(self, response, user_id, requests_remaining):
+        response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(requests_remaining)
         # NOTE: the number format (milliseconds with thousands separators and two
         # decimals) follows responses seen from Dataverse, not a documented contract.
-        time_remaining = self.protection.execution_ms_remaining(user["systemuserid"])
+        time_remaining = self.protection.execution_ms_remaining(user_id)
         response.headers["x-ms-ratelimit-time-remaining-xrm-requests"] = f"{time_remaining:,.2f}"
-        return response
+
+    def _injected_throttle(self):
+        return DataverseError(
+            429, "0x80072322",
+            f"Number of requests exceeded the limit of {self.protection.max_requests} over "
+            "time window of 300 seconds.",
+            {"Retry-After": str(self.faults.retry_after)},
+        )
 
     def run_operation(self, request, user, outer=None):
         """Run one Web API operation and add it to the request log entries.
@@ -638,6 +665,15 @@ class WebApi:
                               f"('{table.logical_name}')/Attributes",
             "value": items,
         })
+
+
+def _injected_transient_error():
+    # NOTE: the code and message of Dataverse's transient 503 responses are unconfirmed.
+    # Clients should retry on the status, not on this text.
+    return DataverseError(
+        503, "0x80040216",
+        "The service is temporarily unavailable. Try the request again later.",
+    )
 
 
 def _sleep_ms(milliseconds):
