@@ -14,7 +14,7 @@ import time
 
 import requests
 
-from . import errors
+from . import batch, errors
 from .odata import query_string
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,9 @@ class DataverseClient:
         # Upper bound in seconds for one wait between retries, including a Retry-After.
         self.max_backoff = max_backoff
         self.session = session or DataverseSession(ca_bundle, self.timeout)
+        # HTTP requests sent, and Web API operations (one per request, or per batch part).
         self.request_count = 0
+        self.operation_count = 0
 
     # -- Records -------------------------------------------------------------------
 
@@ -118,6 +120,30 @@ class DataverseClient:
             next_link = payload.get("@odata.nextLink")
         return rows
 
+    # -- Batches -------------------------------------------------------------------
+
+    def batch(self, groups, *, continue_on_error=True):
+        """Send Operations and ChangeSets in one $batch request; return their results.
+
+        Returns one OperationResult per operation, in order. With `continue_on_error`
+        every part runs; a failed change set then yields its failed request's result for
+        each of its operations, since all of them rolled back. Without it, Dataverse stops
+        at the first failure and that failure is raised.
+        """
+        count = batch.operation_count(groups)
+        if count > batch.MAX_BATCH_OPERATIONS:
+            raise ValueError(f"A batch holds at most {batch.MAX_BATCH_OPERATIONS} "
+                             f"operations; this one has {count}.")
+        content_type, body = batch.build_body(groups, API_PATH)
+        headers = {"Content-Type": content_type}
+        if continue_on_error:
+            headers["Prefer"] = "odata.continue-on-error"
+        response = self.request("POST", "$batch", raw_body=body, headers=headers)
+        self.operation_count += count
+        results = batch.parse_response(response.headers.get("Content-Type", ""),
+                                       response.content)
+        return _align(groups, results)
+
     # -- Users ---------------------------------------------------------------------
 
     def who_am_i(self):
@@ -142,7 +168,7 @@ class DataverseClient:
 
     # -- Transport -----------------------------------------------------------------
 
-    def request(self, method, path, *, params=None, body=None, headers=None):
+    def request(self, method, path, *, params=None, body=None, headers=None, raw_body=None):
         """Send one Web API request, with token renewal and retries, and return the
         2xx response. `path` is relative to the API root or a full URL."""
         url = path if path.startswith("https://") else self.api_url + path
@@ -155,7 +181,7 @@ class DataverseClient:
             "OData-MaxVersion": "4.0",
             "OData-Version": "4.0",
         }
-        data = None
+        data = raw_body
         if body is not None:
             request_headers["Content-Type"] = "application/json; charset=utf-8"
             data = json.dumps(body).encode("utf-8")
@@ -191,6 +217,8 @@ class DataverseClient:
 
     def _send(self, method, url, headers, data):
         self.request_count += 1
+        if not url.endswith("$batch"):
+            self.operation_count += 1
         # Messages name the path without its query: a $filter carries emails and phones.
         target = f"{method} {url.split('?', 1)[0]}"
         try:
@@ -222,21 +250,53 @@ class DataverseClient:
         return random.uniform(0, min(self.max_backoff, 0.5 * 2 ** attempt))
 
 
+def _align(groups, results):
+    """Return one result per operation: a failed change set returns one result, which
+    stands for all of its operations."""
+    aligned = []
+    position = 0
+    for group in groups:
+        if isinstance(group, batch.ChangeSet):
+            if position < len(results) and not results[position].ok:
+                aligned += [results[position]] * len(group)
+                position += 1
+            else:
+                aligned += results[position:position + len(group)]
+                position += len(group)
+        else:
+            aligned += results[position:position + 1]
+            position += 1
+    return aligned
+
+
 def error_from_response(response):
     """Build the client error that matches a Dataverse error response."""
-    code = ""
-    message = ""
     try:
         payload = response.json()
-        error = payload.get("error", {}) if isinstance(payload, dict) else {}
+    except ValueError:
+        payload = response.text[:500]
+    return error_from_parts(response.status_code, response.headers, payload,
+                            reason=response.reason)
+
+
+def error_from_result(result):
+    """Build the client error for a failed operation inside a $batch."""
+    return error_from_parts(result.status, result.headers, result.body)
+
+
+def error_from_parts(status, headers, payload, reason=""):
+    """Build the client error from a status, headers and a decoded body."""
+    code = ""
+    message = ""
+    if isinstance(payload, dict):
+        error = payload.get("error", {}) or {}
         code = error.get("code", "") or ""
         message = error.get("message", "") or ""
-    except ValueError:
-        message = response.text[:500]
-    status = response.status_code
-    message = message or f"Dynamics returned HTTP {status} {response.reason}."
-    kwargs = {"status": status, "code": code,
-              "request_id": response.headers.get("REQ_ID", "")}
+    elif isinstance(payload, str):
+        message = payload
+    message = message or f"Dynamics returned HTTP {status} {reason}".strip() + "."
+    headers = {key.lower(): value for key, value in (headers or {}).items()}
+    kwargs = {"status": status, "code": code, "request_id": headers.get("req_id", "")}
 
     if status == 400:
         return errors.ValidationFailed(message, **kwargs)
@@ -249,7 +309,7 @@ def error_from_response(response):
     if status == 412:
         return errors.PreconditionFailed(message, **kwargs)
     if status == 429:
-        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = _parse_retry_after(headers.get("retry-after"))
         return errors.Throttled(message, retry_after=retry_after, **kwargs)
     if code == "0x80040333":
         return errors.DuplicateDetected(message, **kwargs)
