@@ -2,9 +2,10 @@
 
 Faults apply to Web API requests only, never to the sign-in endpoints, with one
 exception that has to be set on purpose: `access_token_lifetime` shortens the life of
-new access tokens. Each Web API request draws its faults from one random generator with
-a fixed seed, so a run that sends the same requests in the same order meets the same
-faults.
+new access tokens. A $batch is one request here, so a fault hits the whole batch and
+never a single part of it. Each Web API request draws its faults from one random
+generator with a fixed seed, so a run that sends the same requests in the same order
+meets the same faults.
 
     running = start_sandbox(tmp_path, fault_error_rate=0.1, fault_seed=7)
     running.faults.update(drop_rate=0.5)      # change rates while the server runs
