@@ -14,7 +14,7 @@ from leads.models import Lead
 from . import connection, field_mappings, metadata
 from .client import errors
 from .models import Integration, SyncLog
-from .sync import engine
+from .sync import engine, reads, writes
 
 logger = logging.getLogger(__name__)
 
@@ -202,18 +202,20 @@ def sync_lead_now(lead_id):
 
 
 def _gather_decide_apply(lead, sync_settings, client):
-    """Run one sync; when the record to create already exists, sync again as an update."""
+    """Run one sync; when a record to create already exists, sync again, as an update of
+    that record (or with that account found)."""
     try:
-        plan = engine.decide(lead, sync_settings, engine.gather(lead, sync_settings, client))
-        return engine.apply(plan, client)
+        plan = engine.decide(lead, sync_settings, reads.gather(lead, sync_settings, client))
+        return writes.apply(plan, client)
     except engine.RecordExists as exists:
-        logger.info("Lead %s: %s; syncing again as an update", lead.pk, exists)
-        lead.dynamics_entity = exists.entity
-        lead.dynamics_record_id = exists.record_id
-        plan = engine.decide(lead, sync_settings, engine.gather(lead, sync_settings, client))
+        logger.info("Lead %s: %s; syncing again", lead.pk, exists)
+        if exists.entity in ("lead", "contact"):
+            lead.dynamics_entity = exists.entity
+            lead.dynamics_record_id = exists.record_id
+        plan = engine.decide(lead, sync_settings, reads.gather(lead, sync_settings, client))
         plan.path.insert(0, f"{exists.entity} {exists.record_id} was created by an earlier "
-                            "attempt or a parallel sync of the same person")
-        return engine.apply(plan, client)
+                            "attempt or a parallel sync")
+        return writes.apply(plan, client)
 
 
 def preview_sync(lead_id):
@@ -232,7 +234,7 @@ def preview_sync(lead_id):
     client = connection.client_for(integration)
     _ensure_metadata(integration, client)
     sync_settings = sync_settings_for(integration, lead)
-    plan = engine.decide(lead, sync_settings, engine.gather(lead, sync_settings, client))
+    plan = engine.decide(lead, sync_settings, reads.gather(lead, sync_settings, client))
     return {"path": plan.path, "plan": plan.as_log(), "requests": client.request_count}
 
 

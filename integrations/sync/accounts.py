@@ -52,6 +52,10 @@ def account_filter(keys):
     if keys.domain:
         terms.append(f"contains(websiteurl,{literal(keys.domain)})")
         terms.append(f"endswith(emailaddress1,{literal('@' + keys.domain)})")
+        if not keys.company:
+            # The account an earlier lead without a company created is named after the
+            # domain.
+            terms.append(f"name eq {literal(keys.domain)}")
     return " or ".join(terms)
 
 
@@ -62,8 +66,10 @@ def match_criterion(keys, row):
         return "website"
     if keys.company and (row.get("name") or "").strip().lower() == keys.company.lower():
         return "company"
-    if keys.domain and (host == keys.domain or email_domain(row.get("emailaddress1"))
-                        == keys.domain):
+    name = (row.get("name") or "").strip().lower()
+    if keys.domain and (host == keys.domain
+                        or email_domain(row.get("emailaddress1")) == keys.domain
+                        or (not keys.company and name == keys.domain)):
         return "email domain"
     return None
 

@@ -1,8 +1,8 @@
 """The sync decision tree for one lead, separate from HTTP details and tasks.
 
-A sync has three steps: `gather` reads what Dynamics has (matching records, the account,
-the owner, the note), `decide` turns that into a SyncPlan without any I/O, and `apply`
-writes the plan. A preview runs the first two steps only.
+A sync has three steps: `reads.gather` reads what Dynamics has (matching records, the
+account, the owner, the note), `decide` here turns that into a SyncPlan without any I/O,
+and `writes.apply` writes the plan. A preview runs the first two steps only.
 
 Primary object Leads:
 1. A Dynamics lead matches (the one synced before, else by email or phone): update it.
@@ -16,16 +16,11 @@ Created and updated records are linked to an account (see accounts.py) when they
 none, the owner is set on create, and the lead's notes become one Dynamics note.
 """
 
-import logging
 import uuid
 from dataclasses import dataclass, field
 
-from ..client import errors
-from ..client.odata import literal
 from . import accounts, mappings, matching
 from .normalize import normalize_email, parse_phone
-
-logger = logging.getLogger(__name__)
 
 # Navigation property that links each table to an account.
 ACCOUNT_LINKS = {"lead": "parentaccountid", "contact": "parentcustomerid_account"}
@@ -153,67 +148,7 @@ class SyncResult:
     message: str = ""
 
 
-# -- Reading ----------------------------------------------------------------------------
-
-def gather(lead, settings, client):
-    """Read everything the decision needs from Dynamics."""
-    email = normalize_email(lead.email)
-    e164 = parse_phone(lead.phone, settings.phone_region)
-    found = Gathered()
-
-    if lead.dynamics_record_id and lead.dynamics_entity in ("lead", "contact"):
-        entity = lead.dynamics_entity
-        try:
-            found.previous = dict(
-                client.retrieve(matching.ENTITY_SETS[entity], lead.dynamics_record_id,
-                                select=matching.record_select(
-                                    entity, settings.mapped_columns(entity))),
-                entity=entity,
-            )
-        except errors.NotFound:
-            logger.info("Lead %s: the %s it was synced to (%s) no longer exists",
-                        lead.pk, entity, lead.dynamics_record_id)
-
-    entities = {settings.primary_object}
-    if settings.primary_object == "lead" and settings.update_existing_contacts:
-        entities.add("contact")
-    for entity in sorted(entities):
-        condition = matching.record_filter(entity, email, e164)
-        if condition:
-            rows = client.query(
-                matching.ENTITY_SETS[entity], filter=condition,
-                select=matching.record_select(entity, settings.mapped_columns(entity)),
-            )
-            setattr(found, f"{entity}s", rows)
-
-    keys = accounts.AccountKeys.for_lead(lead, settings.search_accounts_by_website)
-    if keys:
-        select = sorted({*accounts.ACCOUNT_SELECT, *settings.mapped_columns("account")})
-        found.accounts = client.query("accounts", filter=accounts.account_filter(keys),
-                                      select=select)
-
-    if _needs_member_owner(settings) and lead.captured_by.email:
-        rows = client.query(
-            "systemusers",
-            filter=(f"internalemailaddress eq {literal(lead.captured_by.email.strip())}"
-                    " and isdisabled eq false"),
-            select=["systemuserid"], top=1,
-        )
-        found.owner_user_id = rows[0]["systemuserid"] if rows else None
-
-    if settings.sync_notes and lead.notes.strip():
-        try:
-            found.note = client.retrieve("annotations", note_id(settings, lead),
-                                         select=["annotationid", "notetext", "subject"])
-        except errors.NotFound:
-            found.note = None
-    return found
-
-
-def _needs_member_owner(settings):
-    return any(rule.column == mappings.OWNER_COLUMN and rule.source == mappings.OWNER_SOURCE
-               for rule in settings.rules)
-
+# -- Identity ---------------------------------------------------------------------------
 
 def note_id(settings, lead):
     return settings.record_id("note", lead.pk)
@@ -422,111 +357,3 @@ def _plan_note(lead, settings, found, entity, record_id):
         "entity": entity,
         "record_id": record_id,
     }
-
-
-# -- Writing ----------------------------------------------------------------------------
-
-def apply(plan, client):
-    """Write `plan` to Dynamics and return the SyncResult."""
-    if plan.action == "skip":
-        return SyncResult("skipped", plan.entity, plan.record_id, plan.path, plan.as_log(),
-                          message=plan.skip_reason)
-
-    skipped_fields = []
-    if plan.account is not None:
-        _write_account(plan, client, skipped_fields)
-
-    entity_set = matching.ENTITY_SETS[plan.entity]
-    body = {change.column: change.new for change in plan.changes}
-    if plan.owner:
-        kind, owner_id, _ = plan.owner
-        body["ownerid@odata.bind"] = f"/{OWNER_SETS[kind]}({owner_id})"
-    if plan.account is not None and plan.account.link:
-        body[f"{ACCOUNT_LINKS[plan.entity]}@odata.bind"] = f"/accounts({plan.account.account_id})"
-
-    outcome = "updated"
-    if plan.action == "create":
-        key = matching.PRIMARY_KEYS[plan.entity]
-        try:
-            _write_skipping_bad_fields(
-                lambda values: client.create(entity_set, dict(values, **{key: plan.record_id})),
-                body, skipped_fields)
-        except errors.PreconditionFailed as error:
-            raise RecordExists(plan.entity, plan.record_id) from error
-        outcome = "created"
-        plan.path.append(f"{plan.entity} {plan.record_id} created")
-    elif body:
-        _write_skipping_bad_fields(
-            lambda values: client.update(entity_set, plan.record_id, values),
-            body, skipped_fields)
-    else:
-        plan.path.append("nothing to change")
-
-    if plan.note is not None and plan.note["action"] != "keep":
-        _write_note(plan, client)
-
-    details = plan.as_log()
-    if skipped_fields:
-        details["skipped_fields"] = skipped_fields
-    return SyncResult(outcome, plan.entity, plan.record_id, plan.path, details)
-
-
-def _write_account(plan, client, skipped_fields):
-    account = plan.account
-    body = {change.column: change.new for change in account.changes}
-    if account.action == "create":
-        if plan.owner:
-            kind, owner_id, _ = plan.owner
-            body["ownerid@odata.bind"] = f"/{OWNER_SETS[kind]}({owner_id})"
-        try:
-            _write_skipping_bad_fields(
-                lambda values: client.create("accounts",
-                                             dict(values, accountid=account.account_id)),
-                body, skipped_fields)
-            plan.path.append(f"account {account.account_id} '{account.name}' created")
-        except errors.PreconditionFailed:
-            # Created by an earlier attempt or by another lead of the same company.
-            plan.path.append(f"account {account.account_id} '{account.name}' exists: linked")
-    elif account.action == "update":
-        _write_skipping_bad_fields(
-            lambda values: client.update("accounts", account.account_id, values),
-            body, skipped_fields)
-        plan.path.append(f"account {account.account_id} updated")
-    else:
-        plan.path.append(f"account {account.account_id} matches by {account.matched_by}")
-
-
-def _write_note(plan, client):
-    note = plan.note
-    body = {
-        "subject": note["subject"],
-        "notetext": note["notetext"],
-        f"{NOTE_LINKS[plan.entity]}@odata.bind":
-            f"/{matching.ENTITY_SETS[plan.entity]}({plan.record_id})",
-    }
-    # PATCH without If-Match creates the note or replaces it: a re-sync never adds a
-    # second note for the same lead.
-    client.update("annotations", note["id"], body, if_match=None)
-    plan.path.append(f"note {note['id']} {note['action']}d")
-
-
-def _write_skipping_bad_fields(write, body, skipped_fields):
-    """Call `write(body)`; when Dataverse rejects one column, drop it and try again.
-
-    One bad field (a column deleted after the mapping was saved, a value Dataverse
-    refuses) must not fail the whole lead. Errors that name no column in the body are
-    raised as they are.
-    """
-    values = dict(body)
-    while True:
-        try:
-            return write(values)
-        except errors.ValidationFailed as error:
-            column = errors.column_in_message(error.message)
-            key = column if column in values else f"{column}@odata.bind"
-            if not column or key not in values:
-                raise
-            skipped_fields.append({"column": key, "value": values.pop(key),
-                                   "error": error.message})
-            logger.warning("Dynamics rejected column %s (%s); writing without it",
-                           column, error.code)

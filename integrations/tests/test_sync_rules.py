@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from integrations import connection, services
 from integrations.models import FieldMapping, Integration, SyncLog
 from dynamics_sandbox.seed import EVENT_SALES_TEAM_ID
-from integrations.sync import engine
+from integrations.sync import engine, reads, writes
 from leads.models import Lead
 from teams.tests.factories import make_lead, make_member
 
@@ -184,13 +184,13 @@ def test_parallel_syncs_create_one_lead(org):
     second = org.capture(last_name="Race", email=email, job_title="Second")
     sync_settings = services.sync_settings_for(org.integration, first)
     first_plan = engine.decide(first, sync_settings,
-                               engine.gather(first, sync_settings, org.client))
+                               reads.gather(first, sync_settings, org.client))
     second_plan = engine.decide(second, sync_settings,
-                                engine.gather(second, sync_settings, org.client))
-    engine.apply(first_plan, org.client)
+                                reads.gather(second, sync_settings, org.client))
+    writes.apply(first_plan, org.client)
 
     with pytest.raises(engine.RecordExists):
-        engine.apply(second_plan, org.client)
+        writes.apply(second_plan, org.client)
     log = org.sync(second)
 
     assert first_plan.action == second_plan.action == "create"
@@ -724,3 +724,19 @@ def test_admin_rejects_unknown_column(org, client):
     assert response.status_code == 200
     assert "no column &#x27;jobtitel&#x27;" in response.content.decode()
     assert not FieldMapping.objects.filter(integration=integration, column="jobtitel").exists()
+
+
+def test_single_lead_uses_two_requests(org):
+    """Reads go in one $batch and the account, lead and note in one change set."""
+    lead = org.capture(first_name="Few", last_name="Requests", email=unique_email("few"),
+                       company=f"Few Requests {unique_digits(6)}", notes="Keep it cheap")
+    org.sandbox.store.clear_request_log()
+
+    log = org.sync(lead)
+
+    counts = org.sandbox.store.request_counts()
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert log.request_count == 2
+    assert counts["http_requests"] == 2
+    assert log.details["account"]["action"] == "create"
+    assert log.details["note"]["action"] == "create"
