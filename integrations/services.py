@@ -14,11 +14,15 @@ from leads.models import Lead
 from . import connection, field_mappings, metadata
 from .client import errors
 from .models import Integration, SyncLog
-from .sync import engine, reads, writes
+from .sync import bulk, engine, reads, writes
 
 logger = logging.getLogger(__name__)
 
 SYNC_TASK = "integrations.tasks.sync_lead"
+BULK_SYNC_TASK = "integrations.tasks.sync_leads"
+# Leads per bulk task: a task's reads and writes then fit in a few $batch requests and
+# finish well within the task timeout.
+BULK_TASK_SIZE = 200
 
 
 # -- Which integration syncs a lead -----------------------------------------------------
@@ -77,7 +81,11 @@ def _mark_pending(lead, message):
 
 
 def enqueue_syncs(lead_ids):
-    """Mark the leads queued and enqueue one sync task each once the transaction commits."""
+    """Mark the leads queued and enqueue their sync once the transaction commits.
+
+    One lead gets its own task. More go in bulk tasks of up to BULK_TASK_SIZE leads,
+    which read and write through a few $batch requests.
+    """
     lead_ids = list(lead_ids)
     if not lead_ids:
         return
@@ -89,9 +97,15 @@ def enqueue_syncs(lead_ids):
         # Imported here so the web process loads django-q2 only when it enqueues.
         from django_q.tasks import async_task
 
-        for lead_id in lead_ids:
-            async_task(SYNC_TASK, lead_id, task_name=f"sync-lead-{lead_id}", group="sync")
-        logger.info("Enqueued %d lead syncs: %s", len(lead_ids), lead_ids[:20])
+        if len(lead_ids) == 1:
+            async_task(SYNC_TASK, lead_ids[0], task_name=f"sync-lead-{lead_ids[0]}",
+                       group="sync")
+        else:
+            for start in range(0, len(lead_ids), BULK_TASK_SIZE):
+                chunk = lead_ids[start:start + BULK_TASK_SIZE]
+                async_task(BULK_SYNC_TASK, chunk, task_name=f"sync-leads-{chunk[0]}",
+                           group="sync")
+        logger.info("Enqueued the sync of %d leads: %s", len(lead_ids), lead_ids[:20])
 
     transaction.on_commit(enqueue)
 
@@ -175,7 +189,11 @@ def sync_lead_now(lead_id):
         )
         raise
     duration_ms = int((time.monotonic() - started) * 1000)
+    return _record_success(lead, integration, result, client.request_count, duration_ms)
 
+
+def _record_success(lead, integration, result, request_count, duration_ms):
+    """Store a finished sync on the lead and in the sync log; return the SyncLog."""
     if result.outcome == SyncLog.Outcome.SKIPPED:
         status, message = Lead.SyncStatus.SKIPPED, result.message
     else:
@@ -191,14 +209,74 @@ def sync_lead_now(lead_id):
     logger.info(
         "Lead %s %s Dynamics %s %s via integration %s in %d requests, %d ms",
         lead.pk, result.outcome, result.entity, result.record_id, integration.pk,
-        client.request_count, duration_ms,
+        request_count, duration_ms,
     )
     return SyncLog.objects.create(
         integration=integration, lead=lead, outcome=result.outcome,
         dynamics_entity=result.entity, dynamics_record_id=result.record_id,
         message=message, path=result.path, details=result.details,
-        request_count=client.request_count, duration_ms=duration_ms,
+        request_count=request_count, duration_ms=duration_ms,
     )
+
+
+def sync_leads_now(lead_ids):
+    """Sync many leads in bulk: few $batch requests for all reads and all writes.
+
+    Leads are grouped by integration. A lead that the bulk round cannot finish (a failed
+    change set, a second lead of the same person) is synced on its own afterwards.
+    Returns {lead id: SyncLog or None}.
+    """
+    # Oldest first, so the first capture of a person creates the record.
+    leads = list(Lead.objects.select_related("captured_by", "team")
+                 .filter(pk__in=lead_ids).order_by("captured_at", "pk"))
+    by_integration = {}
+    logs = {}
+    for lead in leads:
+        integration = integration_for_lead(lead)
+        if integration is None or not integration.is_connected:
+            schedule_sync_for_new_lead(lead)
+            logs[lead.pk] = None
+            continue
+        by_integration.setdefault(integration.pk, (integration, []))[1].append(lead)
+
+    for integration, group in by_integration.values():
+        logs.update(_sync_group(integration, group))
+    return logs
+
+
+def _sync_group(integration, leads):
+    Lead.objects.filter(pk__in=[lead.pk for lead in leads]).update(
+        sync_attempts=F("sync_attempts") + 1)
+    client = connection.client_for(integration)
+    started = time.monotonic()
+    try:
+        _ensure_metadata(integration, client)
+        outcome = bulk.sync_many(
+            [(lead, sync_settings_for(integration, lead)) for lead in leads], client)
+    except errors.AuthorizationRequired as error:
+        return {lead.pk: _record_reauthorization_needed(lead, integration, error)
+                for lead in leads}
+    except errors.DataverseError as error:
+        logger.warning("Bulk sync via integration %s failed (%s); syncing %d leads one "
+                       "by one", integration.pk, error, len(leads))
+        return {lead.pk: sync_lead_now(lead.pk) for lead in leads}
+
+    duration_ms = int((time.monotonic() - started) * 1000)
+    requests_used = client.request_count
+    logs = {}
+    for lead in leads:
+        if lead.pk in outcome.results:
+            result = outcome.results[lead.pk]
+            result.details["bulk"] = {"leads": len(leads), "requests": requests_used}
+            # A bulk sync shares its requests among its leads; the log keeps the total
+            # under details["bulk"] and counts none for the lead itself.
+            logs[lead.pk] = _record_success(lead, integration, result, 0, duration_ms)
+        elif lead.pk in outcome.errors:
+            logs[lead.pk] = _record_failure(lead, integration, outcome.errors[lead.pk],
+                                            client, started)
+    for lead in outcome.retry_alone:
+        logs[lead.pk] = sync_lead_now(lead.pk)
+    return logs
 
 
 def _gather_decide_apply(lead, sync_settings, client):

@@ -13,7 +13,24 @@ pytestmark = pytest.mark.django_db
 
 
 def queued_lead_ids():
-    return [package.task["args"][0] for package in OrmQ.objects.all()]
+    """Return the lead ids of every queued task, bulk tasks flattened."""
+    lead_ids = []
+    for package in OrmQ.objects.all():
+        argument = package.task["args"][0]
+        lead_ids += argument if isinstance(argument, list) else [argument]
+    return lead_ids
+
+
+def test_many_leads_go_in_bulk_tasks(django_capture_on_commit_callbacks):
+    team = make_team()
+    member = make_member(team)
+    leads = [Lead.objects.create(team=team, captured_by=member, last_name=f"Bulk {index}")
+             for index in range(services.BULK_TASK_SIZE + 5)]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.enqueue_syncs([lead.pk for lead in leads])
+    functions = [package.task["func"] for package in OrmQ.objects.all()]
+    assert functions == [services.BULK_SYNC_TASK, services.BULK_SYNC_TASK]
+    assert sorted(queued_lead_ids()) == sorted(lead.pk for lead in leads)
 
 
 def test_capture_without_integration_stays_pending(django_capture_on_commit_callbacks):
