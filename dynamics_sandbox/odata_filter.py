@@ -9,7 +9,9 @@ Grammar (the subset that Dataverse accepts for the tables the sandbox serves):
     function   := ("contains" | "startswith" | "endswith") "(" property "," string ")"
     operand    := property | string | number | guid | datetime | true | false | null
 
-String comparisons ignore case, as in Dataverse. Inside `contains`, `startswith` and
+Parentheses and `not` may nest at most MAX_NESTING_DEPTH levels deep, so that crafted
+input cannot exhaust Python's recursion limit. String comparisons ignore case, as in
+Dataverse. Inside `contains`, `startswith` and
 `endswith`, `%` and `_` are SQL LIKE wildcards, again as in Dataverse. Text is never
 evaluated as code.
 """
@@ -33,12 +35,21 @@ COMPARISON_OPERATORS = {
     "le": "LessThanOrEqual",
 }
 STRING_FUNCTIONS = ("contains", "startswith", "endswith")
+# Maximum nesting of parentheses and `not` in one $filter. Microsoft.OData's URI parser
+# rejects deeper expressions through its FilterLimit setting.
+# NOTE: Dataverse's value of that limit and its error code are unconfirmed, so 100 and
+# code 0x0 are the sandbox's choice.
+MAX_NESTING_DEPTH = 100
+# Maximum digits in a number literal. Int32 and Int64 values need at most 19 digits.
+MAX_NUMBER_DIGITS = 30
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# ASCII digits only, because `\d` also matches digits of other scripts.
 _DATETIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2}))?"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,7})?)?(Z|[+-][0-9]{2}:[0-9]{2}))?"
 )
-_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -94,12 +105,17 @@ def tokenize(text):
             continue
         match = _DATETIME.match(text, position)
         if match and match.group(1) and not _is_identifier_char(text, match.end()):
-            tokens.append(Token("datetime", match.group(), position))
+            tokens.append(Token("datetime", _parse_datetime(match.group(), position, text), position))
             position = match.end()
             continue
         match = _NUMBER.match(text, position)
         if match and not _is_identifier_char(text, match.end()):
             number = match.group()
+            if len(number) > MAX_NUMBER_DIGITS:
+                raise FilterError(
+                    f"The number literal at position {position} in '{text}' has more than "
+                    f"{MAX_NUMBER_DIGITS} digits."
+                )
             tokens.append(Token("number", float(number) if "." in number else int(number), position))
             position = match.end()
             continue
@@ -111,6 +127,18 @@ def tokenize(text):
         raise FilterError(f"Syntax error at position {position} in '{text}'.")
     tokens.append(Token("end", None, length))
     return tokens
+
+
+def _parse_datetime(literal, position, text):
+    """Return `literal` unchanged if it is a real date and time, else raise FilterError."""
+    try:
+        _normalize(literal, "Edm.DateTimeOffset")
+    except ValueError:
+        raise FilterError(
+            f"The DateTimeOffset literal '{literal}' at position {position} in '{text}' is "
+            "not a valid date and time."
+        ) from None
+    return literal
 
 
 def _is_identifier_char(text, position):
@@ -163,6 +191,8 @@ class _Parser:
         self.table = table
         self.tokens = tokenize(text)
         self.index = 0
+        # Current nesting of parentheses and `not`, checked against MAX_NESTING_DEPTH.
+        self.depth = 0
 
     @property
     def current(self):
@@ -192,35 +222,51 @@ class _Parser:
             )
         return predicate
 
+    def enter_nesting(self, token):
+        """Count one more level of nesting at `token`, or raise FilterError over the limit."""
+        self.depth += 1
+        if self.depth > MAX_NESTING_DEPTH:
+            raise FilterError(
+                f"The $filter expression is nested more than {MAX_NESTING_DEPTH} levels deep "
+                f"(parentheses and 'not') at position {token.position}. Simplify the "
+                "expression."
+            )
+
     def parse_or(self):
-        left = self.parse_and()
+        # A chain of `or` becomes one flat predicate, so evaluating a long chain does
+        # not recurse once per operand.
+        operands = [self.parse_and()]
         while self.is_name("or"):
             self.advance()
-            right = self.parse_and()
-            left = _or(left, right)
-        return left
+            operands.append(self.parse_and())
+        if len(operands) == 1:
+            return operands[0]
+        return lambda record: any(operand(record) for operand in operands)
 
     def parse_and(self):
-        left = self.parse_unary()
+        operands = [self.parse_unary()]
         while self.is_name("and"):
             self.advance()
-            right = self.parse_unary()
-            left = _and(left, right)
-        return left
+            operands.append(self.parse_unary())
+        if len(operands) == 1:
+            return operands[0]
+        return lambda record: all(operand(record) for operand in operands)
 
     def parse_unary(self):
         if self.is_name("not"):
-            self.advance()
+            self.enter_nesting(self.advance())
             inner = self.parse_unary()
+            self.depth -= 1
             return lambda record: not inner(record)
         return self.parse_primary()
 
     def parse_primary(self):
         token = self.current
         if token.kind == "symbol" and token.value == "(":
-            self.advance()
+            self.enter_nesting(self.advance())
             inner = self.parse_or()
             self.expect_symbol(")")
+            self.depth -= 1
             return inner
         if token.kind == "name" and token.value in STRING_FUNCTIONS:
             following = self.tokens[self.index + 1]
@@ -345,14 +391,6 @@ def _value_getter(operand, edm_type):
         return lambda record: value
     name = operand.column.value_name
     return lambda record: _normalize(record.get(name), edm_type)
-
-
-def _or(left, right):
-    return lambda record: left(record) or right(record)
-
-
-def _and(left, right):
-    return lambda record: left(record) and right(record)
 
 
 def parse_filter(text, table: schema.Table):

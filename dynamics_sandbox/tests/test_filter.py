@@ -3,7 +3,13 @@
 import pytest
 
 from dynamics_sandbox import schema
-from dynamics_sandbox.odata_filter import FilterError, like_pattern, parse_filter, tokenize
+from dynamics_sandbox.odata_filter import (
+    MAX_NESTING_DEPTH,
+    FilterError,
+    like_pattern,
+    parse_filter,
+    tokenize,
+)
 
 LEAD = {
     "lastname": "O'Neil",
@@ -83,3 +89,37 @@ def test_filter_invalid(expression):
 def test_like_pattern_escapes_regex():
     assert like_pattern("a.b", "contains").fullmatch("xa.bx")
     assert not like_pattern("a.b", "contains").fullmatch("xaxbx")
+
+
+def test_filter_nesting_at_limit():
+    depth = MAX_NESTING_DEPTH
+    assert matches("(" * depth + "leadsourcecode eq 8" + ")" * depth)
+    assert matches("not " * depth + "leadsourcecode eq 8") == (depth % 2 == 0)
+
+
+@pytest.mark.parametrize("expression", [
+    "(" * 500 + "lastname eq 'a'" + ")" * 500,
+    "(" * (MAX_NESTING_DEPTH + 1) + "lastname eq 'a'" + ")" * (MAX_NESTING_DEPTH + 1),
+    "not " * 2000 + "lastname eq 'a'",
+    "(not " * 60 + "lastname eq 'a'" + ")" * 60,
+])
+def test_filter_too_deep(expression):
+    with pytest.raises(FilterError, match=f"nested more than {MAX_NESTING_DEPTH} levels"):
+        parse_filter(expression, schema.LEAD)
+
+
+def test_filter_long_or_chain():
+    expression = " or ".join(["lastname eq 'x'"] * 5000) + " or leadsourcecode eq 8"
+    assert matches(expression)
+    assert not matches(" and ".join(["leadsourcecode eq 8"] * 5000) + " and lastname eq 'x'")
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("leadsourcecode eq " + "1" * 5000, "more than 30 digits"),
+    ("createdon gt 2024-13-45T00:00:00Z", "not a valid date and time"),
+    ("createdon gt \u0662\u0660\u0662\u0664-01-01T00:00:00Z", "Syntax error"),
+    ("leadsourcecode eq \u0668", "Syntax error"),
+])
+def test_filter_invalid_literal(expression, message):
+    with pytest.raises(FilterError, match=message):
+        parse_filter(expression, schema.LEAD)

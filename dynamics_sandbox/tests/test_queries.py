@@ -200,3 +200,10 @@ def test_count(sales_api, tag):
 
 def test_reader_can_query(reader_api):
     assert reader_api.get("leads?$top=1").status_code == 200
+
+
+def test_filter_too_deep_is_400(sales_api):
+    response = filter_leads(sales_api, "(" * 500 + "lastname eq 'a'" + ")" * 500)
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "0x0"
+    assert "nested more than 100 levels" in error_of(response)["message"]
