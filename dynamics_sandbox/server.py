@@ -277,7 +277,7 @@ class SandboxServer(ThreadingHTTPServer):
             self.socket, server_side=True, do_handshake_on_connect=False
         )
 
-        self.store = Store(settings.data_dir)
+        self.store = Store(settings.data_dir, cache=True)
         self.faults = Faults(**settings.faults)
         self.app = SandboxApp(self.store, settings, self.faults)
 

@@ -77,11 +77,13 @@ def utc_now_text():
 class Store:
     """Records and grants of one sandbox data folder."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, cache=False):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / DATABASE_NAME
         self._lock = threading.RLock()
+        self._caching = cache
+        self._cache = {}
         self._transaction_depth = threading.local()
         self._connection = sqlite3.connect(
             self.path, timeout=30, check_same_thread=False, isolation_level=None
@@ -176,8 +178,29 @@ class Store:
             )
             return self._execute("SELECT value FROM counter WHERE name = 'version'")[0][0]
 
+    def _table_cache(self, table_name):
+        """Return {id: record} of a table, decoded once and kept in step with writes.
+
+        Every query scans a whole table, and decoding each record's JSON for each scan
+        made a bulk sync's reads cost O(records x queries). Only the server's own store
+        caches (`cache=True`): a store opened by another process would go stale.
+        """
+        with self._lock:
+            cached = self._cache.get(table_name)
+            if cached is None:
+                rows = self._connection.execute(
+                    "SELECT id, data FROM record WHERE table_name = ? ORDER BY rowid",
+                    (table_name,),
+                ).fetchall()
+                cached = {row["id"]: json.loads(row["data"]) for row in rows}
+                self._cache[table_name] = cached
+            return cached
+
     def get(self, table_name, record_id):
         """Return the stored record (Web API property names) or None."""
+        if self._caching:
+            record = self._table_cache(table_name).get(record_id.lower())
+            return dict(record) if record is not None else None
         rows = self._execute(
             "SELECT data FROM record WHERE table_name = ? AND id = ?",
             (table_name, record_id.lower()),
@@ -189,6 +212,10 @@ class Store:
         table = schema.table_for(table_name)
         if table is None:
             raise KeyError(f"Unknown table {table_name!r}. Use one of: {', '.join(schema.TABLES)}.")
+        if self._caching:
+            with self._lock:
+                return [dict(record)
+                        for record in self._table_cache(table.logical_name).values()]
         rows = self._execute(
             "SELECT data FROM record WHERE table_name = ? ORDER BY rowid", (table.logical_name,)
         )
@@ -197,22 +224,34 @@ class Store:
     def insert(self, table_name, record):
         """Insert a record. Raise sqlite3.IntegrityError if its id exists."""
         table = schema.TABLES[table_name]
-        self._execute(
-            "INSERT INTO record (table_name, id, data) VALUES (?, ?, ?)",
-            (table_name, record[table.primary_key].lower(), json.dumps(record)),
-        )
+        record_id = record[table.primary_key].lower()
+        with self._lock:
+            self._execute(
+                "INSERT INTO record (table_name, id, data) VALUES (?, ?, ?)",
+                (table_name, record_id, json.dumps(record)),
+            )
+            if table_name in self._cache:
+                self._cache[table_name][record_id] = dict(record)
 
     def replace(self, table_name, record):
         table = schema.TABLES[table_name]
-        self._execute(
-            "UPDATE record SET data = ? WHERE table_name = ? AND id = ?",
-            (json.dumps(record), table_name, record[table.primary_key].lower()),
-        )
+        record_id = record[table.primary_key].lower()
+        with self._lock:
+            self._execute(
+                "UPDATE record SET data = ? WHERE table_name = ? AND id = ?",
+                (json.dumps(record), table_name, record_id),
+            )
+            if table_name in self._cache and record_id in self._cache[table_name]:
+                self._cache[table_name][record_id] = dict(record)
 
     def delete(self, table_name, record_id):
-        self._execute(
-            "DELETE FROM record WHERE table_name = ? AND id = ?", (table_name, record_id.lower())
-        )
+        with self._lock:
+            self._execute(
+                "DELETE FROM record WHERE table_name = ? AND id = ?",
+                (table_name, record_id.lower()),
+            )
+            if table_name in self._cache:
+                self._cache[table_name].pop(record_id.lower(), None)
 
     def role_ids_of_user(self, user_id):
         rows = self._execute(
@@ -378,6 +417,8 @@ class _Transaction:
                     self.store._connection.execute("COMMIT")
                 else:
                     self.store._connection.execute("ROLLBACK")
+                    # The cache holds the rolled-back writes: read the tables again.
+                    self.store._cache.clear()
         finally:
             self.store._lock.release()
         return False
