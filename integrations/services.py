@@ -231,8 +231,13 @@ def sync_leads_now(lead_ids):
                  .filter(pk__in=lead_ids).order_by("captured_at", "pk"))
     by_integration = {}
     logs = {}
+    # The integration depends only on the team and the capturing member.
+    integration_cache = {}
     for lead in leads:
-        integration = integration_for_lead(lead)
+        member_key = (lead.team_id, lead.captured_by_id)
+        if member_key not in integration_cache:
+            integration_cache[member_key] = integration_for_lead(lead)
+        integration = integration_cache[member_key]
         if integration is None or not integration.is_connected:
             schedule_sync_for_new_lead(lead)
             logs[lead.pk] = None

@@ -61,7 +61,10 @@ def read_operations(lead, settings):
             "$top": 1,
         })
 
-    if settings.sync_notes and lead.notes.strip():
+    # A lead never synced has no note in Dynamics yet, so only re-syncs read it. Should
+    # the note exist after all (an attempt whose response was lost), writing it again
+    # replaces it rather than adding a second one.
+    if settings.sync_notes and lead.notes.strip() and lead.dynamics_record_id:
         operations["note"] = Operation(
             "GET", f"annotations({note_id(settings, lead)})", params={"$select": NOTE_SELECT}
         )
