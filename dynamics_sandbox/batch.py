@@ -31,13 +31,14 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
-from .records import DataverseError
+from .records import DataverseError, parse_json_body
 from .web import LOOPBACK_HOSTS, Request, Response
 from .webapi import API_PREFIX, BATCH_SEGMENT, error_response, parse_prefer
 
 MAX_BATCH_REQUESTS = 1000
 CRLF = b"\r\n"
 _METHODS = {"GET", "POST", "PATCH", "PUT", "DELETE"}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _REFERENCE = re.compile(r"^\$(?P<id>[^/?]+)(?P<rest>.*)$")
 
 
@@ -148,7 +149,9 @@ def _parse_headers(lines, part_name):
     headers = {}
     for line in lines:
         name, separator, value = line.partition(":")
-        if not separator or not name.strip():
+        # A bare CR or other control character could end the line for another parser,
+        # and Content-ID values are copied into the response.
+        if not separator or not name.strip() or _CONTROL.search(line):
             raise _invalid(f"The header line '{line}' of the {part_name} is not valid.")
         headers[name.strip().lower()] = value.strip()
     return headers
@@ -165,7 +168,11 @@ def _parse_request(data, content_id):
     method, url, _version = request_line
     if method not in _METHODS:
         raise _invalid(f"The HTTP method '{method}' is not supported in a batch.")
-    if urlsplit(url).path.rstrip("/").endswith(BATCH_SEGMENT):
+    try:
+        path = urlsplit(url).path
+    except ValueError as error:  # For example an unclosed '[' in the host.
+        raise _invalid(f"The URL '{url[:200]}' in the request line is not valid: {error}.") from None
+    if path.rstrip("/").endswith(BATCH_SEGMENT):
         raise _invalid("A batch request cannot contain another batch request.")
     headers = _parse_headers(lines[1:], "request in the batch")
     return BatchRequest(method, url, headers, body, content_id)
@@ -213,8 +220,8 @@ def _references(batch_request):
         found.append(match.group("id"))
     if b"$" in batch_request.body:
         try:
-            payload = json.loads(batch_request.body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            payload = parse_json_body(batch_request.body)
+        except DataverseError:
             payload = None  # The operation itself reports the invalid body.
         if isinstance(payload, dict):
             for key, value in payload.items():
@@ -379,7 +386,7 @@ class BatchProcessor:
 
     def _target(self, request, url):
         """Return (path, raw query) of a request URL inside the batch."""
-        parts = urlsplit(url)
+        parts = urlsplit(url)  # _parse_request checked that this does not raise.
         if parts.scheme or parts.netloc:
             try:
                 port = parts.port or 443
@@ -418,9 +425,9 @@ def _resolve_body_references(body, entity_ids):
     if not entity_ids or b"$" not in body:
         return body
     try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return body
+        payload = parse_json_body(body)
+    except DataverseError:
+        return body  # The operation itself reports the invalid body.
     if not isinstance(payload, dict):
         return body
     for key, value in payload.items():

@@ -41,6 +41,8 @@ _PATH = re.compile(
     r"^/(?P<tenant>[^/]+)/(?P<endpoint>v2\.0/\.well-known/openid-configuration"
     r"|oauth2/v2\.0/authorize|oauth2/v2\.0/token)$"
 )
+# Whitespace and control characters, which no redirect URI may contain.
+_UNSAFE_URI = re.compile(r"[\x00-\x20\x7f]")
 # Parameters of the authorize request that the sign-in form carries as hidden fields.
 _AUTHORIZE_PARAMETERS = (
     "client_id", "response_type", "redirect_uri", "scope", "state", "nonce",
@@ -68,6 +70,11 @@ class TokenError(Exception):
         self.description = description
 
 
+def is_identity_path(path):
+    """Return True if `path` is one of the sign-in endpoints."""
+    return _PATH.match(path) is not None
+
+
 def _b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -77,7 +84,13 @@ def _unsigned_part(payload):
 
 
 def is_loopback_redirect_uri(uri):
-    """Return True for an http(s) URI on 127.0.0.1, localhost or [::1] without fragment."""
+    """Return True for an http(s) URI on 127.0.0.1, localhost or [::1] without fragment.
+
+    A URI with whitespace or control characters is rejected, because urlsplit() drops
+    CR, LF and tab while the Location header would carry them.
+    """
+    if _UNSAFE_URI.search(uri):
+        return False
     try:
         parts = urlsplit(uri)
         hostname = parts.hostname
@@ -102,8 +115,11 @@ def resource_of_scopes(scopes):
     for scope in scopes:
         if scope in OIDC_SCOPES:
             continue
-        parts = urlsplit(scope)
-        if parts.scheme != "https" or not parts.netloc or parts.path in ("", "/"):
+        try:
+            parts = urlsplit(scope)
+        except ValueError:  # For example an unclosed '[' in the host.
+            parts = None
+        if parts is None or parts.scheme != "https" or not parts.netloc or parts.path in ("", "/"):
             raise TokenError(
                 400, "invalid_scope", 70011,
                 f"The provided value for the input parameter 'scope' is not valid. "
@@ -154,7 +170,8 @@ class IdentityProvider:
         try:
             return self.token(request)
         except TokenError as error:
-            logger.warning("Token request rejected: %s %s", error.error, error.description)
+            # %r keeps line breaks from the request's form fields out of the log.
+            logger.warning("Token request rejected: %s %r", error.error, error.description)
             return self._error_json(error)
 
     # Discovery
@@ -254,7 +271,7 @@ class IdentityProvider:
     def _authorize_error(self, error, parameters):
         description = f"AADSTS{error.code}: {error.description}"
         if error.page:
-            logger.warning("Sign-in page rejected the request: %s", description)
+            logger.warning("Sign-in page rejected the request: %r", description)
             return html_response(400, _page(
                 "Sign-in failed", f"<p><strong>{html.escape(error.error)}</strong></p>"
                 f"<p>{html.escape(description)}</p>",

@@ -36,6 +36,7 @@ from .records import (
     new_record,
     not_found,
     parse_guid,
+    parse_json_body,
     parse_payload,
     require_privilege,
     serialize,
@@ -49,13 +50,16 @@ API_PREFIX = "/api/data/v9.2/"
 QUERY_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$expand", "$count", "$skiptoken"}
 UNSUPPORTED_QUERY_OPTIONS = {"$skip", "$search", "$apply", "$format", "$levels", "$compute"}
 MAX_PAGE_SIZE = 5000
+MAX_INT32 = 2**31 - 1
 MAX_URL_LENGTH = 32 * 1024
 # Dataverse allows longer URLs for the requests inside a $batch body.
 MAX_BATCH_URL_LENGTH = 64 * 1024
 BATCH_SEGMENT = "$batch"
 
 _SEGMENT = re.compile(r"^(?P<name>[^()]+)(?:\((?P<key>[^)]*)\))?$")
-_SKIPTOKEN = re.compile(r'^<cookie pagenumber="(?P<page>\d+)" offset="(?P<offset>\d+)" />$')
+_SKIPTOKEN = re.compile(
+    r'^<cookie pagenumber="(?P<page>[0-9]{1,10})" offset="(?P<offset>[0-9]{1,10})" />$'
+)
 _EXPAND = re.compile(r"^(?P<name>[A-Za-z_]+)(?:\(\$select=(?P<select>[A-Za-z_,]*)\))?$")
 
 
@@ -428,10 +432,7 @@ class WebApi:
                 f"The content type '{content_type}' is not supported. Send "
                 "'Content-Type: application/json'.",
             )
-        try:
-            payload = json.loads(request.body.decode("utf-8") or "null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DataverseError(400, "0x0", f"The request body is not valid JSON: {error}.") from None
+        payload = parse_json_body(request.body)
         return parse_payload(self.store, table, payload, creating)
 
     def _check_write(self, table):
@@ -747,10 +748,11 @@ def _parse_expand(table, text):
 
 
 def _parse_top(text):
-    if not re.fullmatch(r"\d+", text or "") or int(text) < 1:
+    # ASCII digits only, and at most 10 so that int() stays cheap. $top is an Edm.Int32.
+    if not re.fullmatch(r"[0-9]{1,10}", text or "") or not 1 <= int(text) <= MAX_INT32:
         raise DataverseError(
-            400, "0x0", f"Invalid value '{text}' for $top query option found. The $top query "
-                        "option requires a positive integer.",
+            400, "0x0", f"Invalid value '{text[:40]}' for $top query option found. The $top "
+                        f"query option requires a positive integer up to {MAX_INT32}.",
         )
     return int(text)
 
@@ -759,11 +761,12 @@ def _max_page_size(request):
     for preference in request.header("Prefer", "").split(","):
         name, _, value = preference.strip().partition("=")
         if name == "odata.maxpagesize":
-            if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_SIZE:
+            # str.isdigit() would accept digits such as '²' that int() rejects.
+            if not re.fullmatch(r"[0-9]{1,10}", value) or not 1 <= int(value) <= MAX_PAGE_SIZE:
                 raise DataverseError(
                     400, "0x0",
-                    f"The odata.maxpagesize preference '{value}' is not valid. Use a number "
-                    f"from 1 to {MAX_PAGE_SIZE}.",
+                    f"The odata.maxpagesize preference '{value[:40]}' is not valid. Use a "
+                    f"number from 1 to {MAX_PAGE_SIZE}.",
                 )
             return int(value)
     return None
