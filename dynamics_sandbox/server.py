@@ -3,17 +3,20 @@
 import ipaddress
 import logging
 import os
+import re
 import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .certs import ensure_certificate
 from .faults import Faults
-from .identity import IdentityProvider
+from .identity import IdentityProvider, is_identity_path
 from .store import Store
 from .web import LOOPBACK_HOSTS, Request, Response, json_response
 
@@ -30,7 +33,14 @@ DEFAULT_RATE_LIMIT_REQUESTS = 6000
 DEFAULT_RATE_LIMIT_CONCURRENT = 52
 # Dataverse's limit on the combined execution time of a user's requests per 300 s.
 DEFAULT_RATE_LIMIT_EXECUTION_MS = 1_200_000
+# The largest request body that the sandbox reads, in bytes. It fits a $batch of 1000
+# creates of up to 16 KB each. NOTE: Dataverse's own limit on request bodies
+# is undocumented, so 16 MiB is the sandbox's choice.
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# A Content-Length value: ASCII digits only, as RFC 9110 defines it.
+_CONTENT_LENGTH = re.compile(r"[0-9]+")
+# Characters that would end a response header line early.
+_HEADER_BREAK = re.compile(r"[\r\n\0]")
 
 
 @dataclass
@@ -148,6 +158,19 @@ def _django_client():
     )
 
 
+def protocol_error(path, status, message):
+    """Return an error response in the shape that the endpoint at `path` uses.
+
+    Sign-in endpoints use Microsoft Entra ID's {"error", "error_description"} shape,
+    everything else Dataverse's {"error": {"code", "message"}}.
+    """
+    if is_identity_path(path.partition("?")[0]):
+        # NOTE: Entra ID's AADSTS codes for malformed HTTP requests are unconfirmed, so
+        # the sandbox sends none.
+        return json_response(status, {"error": "invalid_request", "error_description": message})
+    return json_response(status, {"error": {"code": "0x0", "message": message}})
+
+
 def check_loopback(host):
     """Raise ValueError unless `host` is a loopback name or address."""
     if host == "localhost":
@@ -204,13 +227,9 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 300
 
     def _serve(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._send(json_response(413, {"error": {
-                "code": "0x0", "message": f"The request body is larger than {MAX_BODY_BYTES} bytes.",
-            }}))
+        body = self._read_body()
+        if body is None:
             return
-        body = self.rfile.read(length) if length else b""
         path, _, query = self.path.partition("?")
         request = Request(
             method=self.command,
@@ -221,6 +240,74 @@ class _Handler(BaseHTTPRequestHandler):
             base_url=self._base_url(),
         )
         self._send(self.server.app(request))
+
+    def _read_body(self):
+        """Read the body that Content-Length announces.
+
+        Return None after rejecting the request or when the client closed the connection
+        early. A rejected request's body stays unread, so the connection closes then.
+        """
+        if self.headers.get("Transfer-Encoding") is not None:
+            self._reject(411, "The sandbox does not accept Transfer-Encoding on requests. "
+                              "Send the body with a Content-Length header.")
+            return None
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if len(values) > 1:
+            self._reject(400, f"The request has conflicting Content-Length headers: "
+                              f"{', '.join(sorted(values))}. Send one.")
+            return None
+        value = values.pop() if values else "0"
+        if not _CONTENT_LENGTH.fullmatch(value):
+            self._reject(400, f"The Content-Length '{value[:40]}' is invalid. Send the "
+                              "body's size in bytes as a whole number of at least 0.")
+            return None
+        # Comparing digit counts first keeps int() away from values with thousands of digits.
+        digits = value.lstrip("0")
+        if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits or "0") > MAX_BODY_BYTES:
+            self._reject(413, f"The request body of {value[:40]} bytes is larger than the "
+                              f"limit of {MAX_BODY_BYTES} bytes.")
+            return None
+        length = int(digits or "0")
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            logger.info("Client %s closed the connection after %d of %d body bytes of %s %s",
+                        self.client_address[0], len(body), length, self.command, self.path[:200])
+            self.close_connection = True
+            return None
+        return body
+
+    def _reject(self, status, message):
+        """Send an error for a request that is malformed at the HTTP level, and close."""
+        path = getattr(self, "path", "") or ""
+        logger.warning("Rejected %s %s from %s with %d: %s", self.command or "-",
+                       path[:200] or "-", self.client_address[0], status, message)
+        self.close_connection = True
+        response = protocol_error(path, status, message)
+        response.headers["Connection"] = "close"
+        self._send(response)
+
+    def parse_request(self):
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            # Reply with an HTTP/1.0 status line, because HTTP/0.9 responses have none.
+            self.request_version = "HTTP/1.0"
+            self._reject(400, "The request line has no HTTP version. Use HTTP/1.1.")
+            return False
+        return True
+
+    def send_error(self, code, message=None, explain=None):
+        """Send an error that http.server detected, with a JSON body instead of HTML."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            # http.server sends 501 for a method that has no do_<METHOD> handler.
+            code = HTTPStatus.METHOD_NOT_ALLOWED
+            message = f"The HTTP method '{self.command}' is not allowed on this resource."
+        elif message is None:
+            message = HTTPStatus(code).phrase
+        self._reject(code, message)
+
+    def log_error(self, format, *args):
+        logger.info("%s " + format, self.address_string(), *args)
 
     def _base_url(self):
         """Return https://HOST:PORT as the client addressed it (loopback names only)."""
@@ -239,6 +326,16 @@ class _Handler(BaseHTTPRequestHandler):
             # Injected fault: the request ran, but the client gets no response.
             self.close_connection = True
             return
+        unsafe = [name for name, value in response.headers.items()
+                  if _HEADER_BREAK.search(f"{name}{value}")]
+        if unsafe:
+            # A line break would let request data add response headers, so the
+            # handler that built these headers has a bug.
+            logger.error("Response header %s of %s %s contains a line break; sending 500",
+                         ", ".join(unsafe), self.command, self.path[:200])
+            response = json_response(500, {"error": {
+                "code": "0x80040216", "message": "An unexpected error occurred in the sandbox.",
+            }})
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -294,6 +391,13 @@ class SandboxServer(ThreadingHTTPServer):
         return connection, address
 
     def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            # TLS handshake failures, resets and timeouts are the client's doing, so one
+            # line without a traceback is enough.
+            logger.warning("Connection from %s failed: %s: %s", client_address[0],
+                           type(error).__name__, error)
+            return
         logger.warning("Connection from %s failed", client_address, exc_info=True)
 
     def server_close(self):

@@ -132,10 +132,92 @@ def test_batch_body_too_deep(sales_api, server_log):
     assert_no_traceback(server_log)
 
 
+# Content-Length and framing
+
+@pytest.mark.parametrize("headers, status", [
+    (["Content-Length: -5"], 400),
+    (["Content-Length: abc"], 400),
+    (["Content-Length: 1e3"], 400),
+    (["Content-Length: +2"], 400),
+    (["Content-Length: 2", "Content-Length: 3"], 400),
+    ([f"Content-Length: {MAX_BODY_BYTES + 1}"], 413),
+    (["Content-Length: " + "9" * 5000], 413),
+    (["Transfer-Encoding: chunked"], 411),
+])
+def test_content_length_invalid(sandbox, sales_api, server_log, headers, status):
+    authorization = sales_api.session.headers["Authorization"]
+    status_code, response_headers, body = raw_request(
+        sandbox, "POST", API_PATH + "leads",
+        [f"Authorization: {authorization}", "Content-Type: application/json", *headers],
+        b"{}",
+    )
+    assert status_code == status
+    assert response_headers["connection"] == "close"
+    assert set(json.loads(body)["error"]) == {"code", "message"}
+    assert_no_traceback(server_log)
+    assert any(record.getMessage().startswith("Rejected POST") for record in server_log.records)
+
+
+def test_content_length_on_token_endpoint(sandbox, server_log):
+    status, _headers, body = raw_request(
+        sandbox, "POST", TOKEN_PATH,
+        ["Content-Type: application/x-www-form-urlencoded", "Content-Length: -1"],
+    )
+    assert status == 400
+    assert json.loads(body)["error"] == "invalid_request"
+    assert "Content-Length '-1'" in json.loads(body)["error_description"]
+    assert_no_traceback(server_log)
+
+
+def test_body_shorter_than_length(sandbox, sales_api, server_log):
+    authorization = sales_api.session.headers["Authorization"]
+    host = sandbox.base_url.removeprefix("https://")
+    head = (f"POST {API_PATH}leads HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: {authorization}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n")
+    raw_exchange(sandbox, head.encode("latin-1") + b'{"lastname":', shutdown=True)
+    deadline = time.monotonic() + SOCKET_TIMEOUT
+    while time.monotonic() < deadline:
+        if any("closed the connection after 12 of 100" in record.getMessage()
+               for record in server_log.records):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("The server logged no line about the truncated body.")
+    assert_no_traceback(server_log)
+
+
+# Request lines, methods and URLs
+
+def test_request_without_version(sandbox, server_log):
+    status, _headers, body = parse_raw(
+        raw_exchange(sandbox, f"GET {API_PATH}leads\r\n\r\n".encode("ascii"))
+    )
+    assert status == 400
+    assert "no HTTP version" in json.loads(body)["error"]["message"]
+    assert_no_traceback(server_log)
+
+
+def test_request_line_over_64kb(sales_api, server_log):
+    response = sales_api.get("leads?x=" + "a" * 70_000)
+    assert response.status_code == 414
+    assert dataverse_error(response)["code"] == "0x0"
+    assert_no_traceback(server_log)
+
+
 def test_url_over_32kb(sales_api, server_log):
     response = sales_api.get("leads?$filter=" + quote("lastname eq '" + "a" * 33_000 + "'"))
     assert response.status_code == 414
     assert "longer than 32768 characters" in dataverse_error(response)["message"]
+    assert_no_traceback(server_log)
+
+
+@pytest.mark.parametrize("method", ["FOO", "HEAD", "OPTIONS", "TRACE"])
+def test_unknown_method(sales_api, server_log, method):
+    response = sales_api.request(method, "leads")
+    assert response.status_code == 405
+    if method != "HEAD":
+        assert method in dataverse_error(response)["message"]
     assert_no_traceback(server_log)
 
 
@@ -177,6 +259,24 @@ def test_maxpagesize_invalid(sales_api, server_log, value):
     response = sales_api.get("leads", headers={"Prefer": f"odata.maxpagesize={value}"})
     assert response.status_code == 400
     assert "odata.maxpagesize" in dataverse_error(response)["message"]
+    assert_no_traceback(server_log)
+
+
+def test_plain_http_on_tls_port(sandbox, server_log):
+    host, port = sandbox.base_url.removeprefix("https://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=SOCKET_TIMEOUT) as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        try:
+            connection.recv(1000)  # A TLS alert or nothing, then the server closes.
+        except ConnectionResetError:
+            pass
+    deadline = time.monotonic() + SOCKET_TIMEOUT
+    while time.monotonic() < deadline:
+        if any("failed: SSLError" in record.getMessage() for record in server_log.records):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("The server logged no line about the failed TLS handshake.")
     assert_no_traceback(server_log)
 
 
