@@ -23,6 +23,13 @@ BULK_SYNC_TASK = "integrations.tasks.sync_leads"
 # Leads per bulk task: a task's reads and writes then fit in a few $batch requests and
 # finish well within the task timeout.
 BULK_TASK_SIZE = 200
+# Syncs of one lead before a transient failure (Dynamics down or throttling) marks it
+# failed; until then it is retried later with a growing delay.
+MAX_SYNC_ATTEMPTS = 6
+# Delay before the first scheduled retry, in seconds; it doubles with each attempt, up
+# to RETRY_DELAY_MAX.
+RETRY_DELAY = 30
+RETRY_DELAY_MAX = 1800
 
 
 # -- Which integration syncs a lead -----------------------------------------------------
@@ -175,6 +182,10 @@ def sync_lead_now(lead_id):
         result = _gather_decide_apply(lead, sync_settings, client)
     except errors.AuthorizationRequired as error:
         return _record_reauthorization_needed(lead, integration, error)
+    except (errors.TransientError, errors.Throttled) as error:
+        if lead.sync_attempts + 1 < MAX_SYNC_ATTEMPTS:
+            return _retry_later([lead], integration, error, SYNC_TASK, lead.pk)
+        return _record_failure(lead, integration, error, client, started)
     except errors.DataverseError as error:
         return _record_failure(lead, integration, error, client, started)
     except Exception:
@@ -261,6 +272,18 @@ def _sync_group(integration, leads):
     except errors.AuthorizationRequired as error:
         return {lead.pk: _record_reauthorization_needed(lead, integration, error)
                 for lead in leads}
+    except (errors.TransientError, errors.Throttled) as error:
+        # Syncing one by one would only send more requests to a busy org: retry later.
+        retried = [lead for lead in leads if lead.sync_attempts + 1 < MAX_SYNC_ATTEMPTS]
+        given_up = [lead for lead in leads if lead not in retried]
+        logs = {}
+        if retried:
+            log = _retry_later(retried, integration, error, BULK_SYNC_TASK,
+                               [lead.pk for lead in retried])
+            logs.update({lead.pk: log for lead in retried})
+        for lead in given_up:
+            logs[lead.pk] = _record_failure(lead, integration, error, client, started)
+        return logs
     except errors.DataverseError as error:
         logger.warning("Bulk sync via integration %s failed (%s); syncing %d leads one "
                        "by one", integration.pk, error, len(leads))
@@ -354,6 +377,43 @@ def _record_failure(lead, integration, error, client, started):
         request_count=client.request_count,
         duration_ms=int((time.monotonic() - started) * 1000),
     )
+
+
+def retry_delay(attempts, error):
+    """Return the seconds to wait before the next sync attempt: at least Retry-After,
+    doubling from RETRY_DELAY with each attempt, at most RETRY_DELAY_MAX."""
+    delay = min(RETRY_DELAY_MAX, RETRY_DELAY * 2 ** max(0, attempts - 1))
+    return max(delay, getattr(error, "retry_after", 0) or 0)
+
+
+def _retry_later(leads, integration, error, task, task_argument):
+    """Keep the leads queued and schedule `task` again after a transient failure.
+
+    Returns the SyncLog of the last lead (one row per lead is written).
+    """
+    from django_q.models import Schedule
+    from django_q.tasks import schedule
+
+    attempts = max(lead.sync_attempts + 1 for lead in leads)
+    delay = retry_delay(attempts, error)
+    next_run = timezone.now() + timezone.timedelta(seconds=delay)
+    message = (f"Dynamics was unavailable or busy: {error.message} The sync runs again at "
+               f"{next_run:%H:%M:%S} UTC, attempt {attempts + 1} of {MAX_SYNC_ATTEMPTS}.")
+    lead_ids = [lead.pk for lead in leads]
+    with transaction.atomic():
+        Lead.objects.filter(pk__in=lead_ids).update(
+            sync_status=Lead.SyncStatus.QUEUED, last_sync_error=message)
+        schedule(task, task_argument, schedule_type=Schedule.ONCE, next_run=next_run)
+        log = None
+        for lead in leads:
+            log = SyncLog.objects.create(
+                integration=integration, lead=lead, outcome=SyncLog.Outcome.RETRYING,
+                message=message, details={"error": error.__class__.__name__,
+                                          "status": error.status, "retry_in_s": delay},
+            )
+    logger.warning("Integration %s: %d lead(s) retry in %d s after %s: %s", integration.pk,
+                   len(lead_ids), delay, error.__class__.__name__, lead_ids[:20])
+    return log
 
 
 def _record_reauthorization_needed(lead, integration, error):

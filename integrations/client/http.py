@@ -320,8 +320,12 @@ def error_from_parts(status, headers, payload, reason=""):
 
 def _reason(error):
     """Return the innermost cause of a connection error, without URLs or queries."""
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__
+    while True:
+        inner = error.__cause__ or error.__context__
+        # Stop at our own errors: an earlier attempt's error is only the context.
+        if inner is None or isinstance(inner, errors.DataverseError):
+            break
+        error = inner
     text = str(error)
     if "Connection refused" in text:
         return "connection refused"

@@ -245,7 +245,24 @@ def test_sign_in_unreachable_fails_lead_readably(connected_team, settings):
     log = services.sync_lead_now(lead.pk)
 
     lead.refresh_from_db()
+    assert log.outcome == SyncLog.Outcome.RETRYING
+    assert lead.sync_status == Lead.SyncStatus.QUEUED
+    assert "Could not reach the Microsoft sign-in" in lead.last_sync_error
+    assert "runs again at" in lead.last_sync_error
+    assert lead.email not in lead.last_sync_error
+
+
+def test_transient_failure_gives_up_after_max_attempts(connected_team, settings):
+    from integrations import connection
+
+    settings.DYNAMICS_AUTHORITY = "https://127.0.0.1:9/sandbox-tenant"
+    connection._msal_http_cache.clear()
+    lead = capture(connected_team, email=unique_email("gave-up"))
+    Lead.objects.filter(pk=lead.pk).update(sync_attempts=services.MAX_SYNC_ATTEMPTS - 1)
+
+    log = services.sync_lead_now(lead.pk)
+
+    lead.refresh_from_db()
     assert log.outcome == SyncLog.Outcome.FAILED
     assert lead.sync_status == Lead.SyncStatus.FAILED
-    assert "Could not reach the Microsoft sign-in" in lead.last_sync_error
-    assert lead.email not in lead.last_sync_error
+    assert "sync the lead again later" in lead.last_sync_error
