@@ -292,6 +292,17 @@ def _sync_group(integration, leads):
     duration_ms = int((time.monotonic() - started) * 1000)
     requests_used = client.request_count
     logs = {}
+    with transaction.atomic():
+        # One commit for the whole group instead of two per lead.
+        logs.update(_record_group(integration, leads, outcome, requests_used, duration_ms,
+                                  client, started))
+    for lead in outcome.retry_alone:
+        logs[lead.pk] = sync_lead_now(lead.pk)
+    return logs
+
+
+def _record_group(integration, leads, outcome, requests_used, duration_ms, client, started):
+    logs = {}
     for lead in leads:
         if lead.pk in outcome.results:
             result = outcome.results[lead.pk]
@@ -302,8 +313,6 @@ def _sync_group(integration, leads):
         elif lead.pk in outcome.errors:
             logs[lead.pk] = _record_failure(lead, integration, outcome.errors[lead.pk],
                                             client, started)
-    for lead in outcome.retry_alone:
-        logs[lead.pk] = sync_lead_now(lead.pk)
     return logs
 
 
