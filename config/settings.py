@@ -169,6 +169,9 @@ if DYNAMICS_CA_BUNDLE:
 # Seconds to wait for a TCP connection and for a response, on every Dynamics request.
 DYNAMICS_CONNECT_TIMEOUT = env.float("DYNAMICS_CONNECT_TIMEOUT", default=5.0)
 DYNAMICS_READ_TIMEOUT = env.float("DYNAMICS_READ_TIMEOUT", default=30.0)
+# Concurrent requests to one org across all processes. Dataverse rejects a user's
+# 53rd concurrent request, so the default stays a few below that.
+DYNAMICS_MAX_CONCURRENT_REQUESTS = env.int("DYNAMICS_MAX_CONCURRENT_REQUESTS", default=48)
 # Fernet key (urlsafe base64, 32 bytes) that encrypts the stored MSAL token caches.
 TOKEN_CACHE_KEY = _required("TOKEN_CACHE_KEY")
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from .client import DataverseClient, DataverseSession, errors
+from .concurrency import OrgRequestLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -253,4 +254,5 @@ def client_for(integration, access_token=None):
         ca_bundle=settings.DYNAMICS_CA_BUNDLE or None,
         connect_timeout=settings.DYNAMICS_CONNECT_TIMEOUT,
         read_timeout=settings.DYNAMICS_READ_TIMEOUT,
+        limiter=OrgRequestLimiter(integration.org_url),
     )

@@ -161,3 +161,21 @@ class SyncLog(models.Model):
 
     def __str__(self):
         return f"Lead {self.lead_id}: {self.outcome}"
+
+
+class RequestSlot(models.Model):
+    """One of the concurrent-request slots of a Dynamics org host (see concurrency.py)."""
+
+    org = models.CharField(max_length=255)
+    number = models.PositiveIntegerField()
+    # A random token of the request that holds the slot; empty when free.
+    holder = models.CharField(max_length=32, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "number"], name="one_row_per_slot"),
+        ]
+
+    def __str__(self):
+        return f"{self.org} slot {self.number}"

@@ -6,6 +6,7 @@ once on a 401, retries time-outs, 5xx responses and 429s with backoff, counts re
 turns every failure into an error from `integrations.client.errors`.
 """
 
+import contextlib
 import json
 import logging
 import random
@@ -64,6 +65,7 @@ class DataverseClient:
         max_retries=3,
         max_backoff=20.0,
         session=None,
+        limiter=None,
     ):
         self.org_url = org_url.rstrip("/")
         self.api_url = self.org_url + API_PATH
@@ -73,6 +75,9 @@ class DataverseClient:
         # Upper bound in seconds for one wait between retries, including a Retry-After.
         self.max_backoff = max_backoff
         self.session = session or DataverseSession(ca_bundle, self.timeout)
+        # Optional cap on concurrent requests: an object whose slot() is a context
+        # manager held around each HTTP request.
+        self.limiter = limiter
         # HTTP requests sent, and Web API operations (one per request, or per batch part).
         self.request_count = 0
         self.operation_count = 0
@@ -221,9 +226,11 @@ class DataverseClient:
             self.operation_count += 1
         # Messages name the path without its query: a $filter carries emails and phones.
         target = f"{method} {url.split('?', 1)[0]}"
+        slot = self.limiter.slot() if self.limiter else contextlib.nullcontext()
         try:
-            return self.session.request(method, url, headers=headers, data=data,
-                                        timeout=self.timeout)
+            with slot:
+                return self.session.request(method, url, headers=headers, data=data,
+                                            timeout=self.timeout)
         except requests.Timeout as error:
             raise errors.TransientError(
                 f"Dynamics did not respond to {target} within {self.timeout[1]} s."
