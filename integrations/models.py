@@ -41,6 +41,11 @@ class Integration(models.Model):
     sync_notes = models.BooleanField(
         default=True, help_text="Add the lead's notes to the Dynamics record as a note."
     )
+    member_sync_allowed = models.BooleanField(
+        "Members may sync their own leads", default=True,
+        help_text="With Auto Sync off, members can send their own leads to Dynamics. Turn "
+                  "off to leave syncing to admins.",
+    )
     search_accounts_by_website = models.BooleanField(
         "Search existing accounts by website", default=False,
         help_text="Before the company name and the email domain, look for an account whose "
@@ -179,3 +184,44 @@ class RequestSlot(models.Model):
 
     def __str__(self):
         return f"{self.org} slot {self.number}"
+
+
+class SettingsChange(models.Model):
+    """One saved change of an integration's settings or mappings: who, when, what."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE,
+                                    related_name="settings_changes")
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                   null=True, related_name="+")
+    changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # {"field name": {"old": ..., "new": ...}}, mappings under "mappings".
+    changes = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self):
+        return f"{self.integration} changed by {self.changed_by} at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class SyncJob(models.Model):
+    """A manual sync of many leads, run in the background, with its progress."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE,
+                                    related_name="sync_jobs")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                     null=True, related_name="+")
+    lead_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Sync of {len(self.lead_ids)} leads ({self.status})"
