@@ -76,3 +76,16 @@ def test_continue_on_error_runs_every_part(client, sandbox):
 def test_operation_limit_enforced(client):
     with pytest.raises(ValueError):
         client.batch([Operation("GET", "WhoAmI")] * 1001)
+
+
+def test_change_set_content_id_reference(client, sandbox):
+    """A later request binds to a record created earlier in the change set by $n."""
+    name = f"Referenced {uuid.uuid4()}"
+    results = client.batch([ChangeSet([
+        Operation("POST", "accounts", {"name": name}),
+        Operation("POST", "leads", {"lastname": "Ref", "parentaccountid@odata.bind": "$1"}),
+    ])])
+    account = next(row for row in sandbox.store.records("account") if row["name"] == name)
+    lead_id = results[1].headers["odata-entityid"].rsplit("(", 1)[1].rstrip(")")
+    assert [result.status for result in results] == [204, 204]
+    assert sandbox.store.get("lead", lead_id)["_parentaccountid_value"] == account["accountid"]
