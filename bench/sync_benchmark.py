@@ -3,10 +3,10 @@
     .venv/bin/python bench/sync_benchmark.py [--leads 1000] [--latency-ms 100]
         [--operation-ms 2] [--single-sample 50]
 
-It starts the sandbox in this process with a latency model (a round trip per HTTP
-request plus an execution time per operation, also inside $batch), connects a team
-through the real sign-in, and captures leads with companies and notes, half of whom are
-already in Dynamics. A sample goes through the one-lead path (one task per lead) and all
+It starts the sandbox in this process with a latency model: a round trip per HTTP
+request plus an execution time per operation, also inside $batch. Then it connects a
+team through the real sign-in and captures leads with companies and notes, half of whom
+are already in Dynamics. A sample goes through the one-lead path (one task per lead) and all
 the others through the bulk path (bulk tasks of 200 leads), one worker each. It prints
 leads per second, HTTP requests per lead and Dataverse operations per lead for both.
 """

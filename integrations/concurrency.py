@@ -1,9 +1,9 @@
 """A cap on concurrent Dataverse requests per org, shared by every worker process.
 
 Dataverse rejects a user's 53rd concurrent request with 429 (code 0x80072326). Web and
-worker processes on any number of machines share the cap through the database: a
-request takes one of DYNAMICS_MAX_CONCURRENT_REQUESTS slot rows of its org host, and a
-slot whose holder died is taken over once its lease has run out.
+worker processes on any number of machines share the cap through the database. A
+request takes one of DYNAMICS_MAX_CONCURRENT_REQUESTS slot rows of its org host. A slot
+whose holder died is taken over once its lease has run out.
 """
 
 import contextlib

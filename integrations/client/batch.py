@@ -3,7 +3,7 @@
 A batch body is multipart/mixed with CRLF line endings. Each part is one request
 (`application/http`) or a change set: a nested multipart whose requests succeed or fail
 together. Dataverse runs the parts in order and returns a multipart response with one
-HTTP response per request; a failed change set comes back as its one failed request.
+HTTP response per request. A failed change set comes back as its one failed request.
 """
 
 import itertools

@@ -28,8 +28,8 @@ class BulkOutcome:
 def first_of_each_person(leads_with_settings):
     """Split leads into (one lead per person, the other leads of the same people).
 
-    Two leads of one person in the same round would both plan to create the same record;
-    the later ones wait for the one-lead path, which then finds the record.
+    Two leads of one person in the same round would both plan to create the same record,
+    so the later ones wait for the one-lead path, which then finds the record.
     """
     first, later = [], []
     seen = set()

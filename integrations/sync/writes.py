@@ -2,7 +2,8 @@
 
 The account, the record and the note of one lead go in one $batch change set, so a
 failure leaves nothing half-written. When Dataverse rejects one column, the change set
-is sent again without it: one bad field never fails the whole lead.
+is sent again without it, so a bad field fails only itself (a rejection that names no
+column still fails the lead).
 """
 
 import logging
