@@ -26,14 +26,18 @@ def sandbox(tmp_path_factory):
     running.stop()
 
 
-@pytest.fixture
-def dynamics_settings(settings, sandbox):
-    """Point the product's Dynamics settings at the running sandbox."""
-    settings.DYNAMICS_AUTHORITY = sandbox.authority
-    settings.DYNAMICS_ORG_URL = sandbox.base_url
-    settings.DYNAMICS_CA_BUNDLE = str(sandbox.ca_bundle)
+def point_settings_at(settings, running):
+    """Point the product's Dynamics settings at a running sandbox."""
+    settings.DYNAMICS_AUTHORITY = running.authority
+    settings.DYNAMICS_ORG_URL = running.base_url
+    settings.DYNAMICS_CA_BUNDLE = str(running.ca_bundle)
     settings.DYNAMICS_REDIRECT_URI = REDIRECT_URI
     return settings
+
+
+@pytest.fixture
+def dynamics_settings(settings, sandbox):
+    return point_settings_at(settings, sandbox)
 
 
 def unique_email(name="lead"):

@@ -12,7 +12,7 @@ from integrations.client import errors
 from integrations.concurrency import OrgRequestLimiter
 from integrations.models import Integration, RequestSlot
 
-from .conftest import ConnectedTeam
+from .conftest import ConnectedTeam, point_settings_at
 
 
 @pytest.mark.django_db
@@ -57,10 +57,7 @@ def test_orgs_have_separate_slots():
 def narrow_sandbox(tmp_path, settings):
     """A sandbox that accepts 3 concurrent requests and works 50 ms on each."""
     running = start_sandbox(tmp_path / "narrow", rate_limit_concurrent=3, operation_ms=50)
-    settings.DYNAMICS_AUTHORITY = running.authority
-    settings.DYNAMICS_ORG_URL = running.base_url
-    settings.DYNAMICS_CA_BUNDLE = str(running.ca_bundle)
-    settings.DYNAMICS_REDIRECT_URI = "http://127.0.0.1:8000/integrations/callback/"
+    point_settings_at(settings, running)
     yield running
     running.stop()
 

@@ -13,7 +13,7 @@ from integrations.models import Integration
 from leads.models import Lead
 from teams.tests.factories import make_lead
 
-from .conftest import ConnectedTeam, connect_through_sign_in, unique_digits
+from .conftest import ConnectedTeam, connect_through_sign_in, point_settings_at, unique_digits
 
 pytestmark = pytest.mark.django_db
 
@@ -22,10 +22,7 @@ pytestmark = pytest.mark.django_db
 def faulty_sandbox(tmp_path, settings):
     """A sandbox of its own, so its faults never reach other tests."""
     running = start_sandbox(tmp_path / "faulty", fault_seed=20261204)
-    settings.DYNAMICS_AUTHORITY = running.authority
-    settings.DYNAMICS_ORG_URL = running.base_url
-    settings.DYNAMICS_CA_BUNDLE = str(running.ca_bundle)
-    settings.DYNAMICS_REDIRECT_URI = "http://127.0.0.1:8000/integrations/callback/"
+    point_settings_at(settings, running)
     yield running
     running.stop()
 
