@@ -1,13 +1,14 @@
 # Entry points for a fresh clone. Each target installs what it needs first.
 #   make demo   set up, seed a demo team, run web + worker + sandbox until Ctrl-C
 #   make smoke  run the whole sync path headless on samples/ and check every lead
-#   make test   set up and run the test suite
+#   make test   set up and run the test suite, browser tests included
+#   make test-browser  run only the browser tests (needs Debian's chromium)
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo smoke test env venv dev-venv
+.PHONY: demo smoke test test-browser env venv dev-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is required, found " + sys.version'
@@ -41,3 +42,6 @@ smoke: venv .env
 
 test: dev-venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-browser: dev-venv
+	$(PY) -m pytest browser_tests $(PYTEST_ARGS)
