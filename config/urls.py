@@ -6,6 +6,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="integrations:settings", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", include("leads.urls")),
+    path("leads/", include("leads.page_urls")),
     path("integrations/sync/", include("integrations.sync_urls")),
     path("integrations/", include("integrations.urls")),
 ]

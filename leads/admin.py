@@ -1,5 +1,6 @@
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -62,22 +63,28 @@ class LeadAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     @admin.action(description="Sync selected leads to Dynamics")
     def sync_to_dynamics(self, request, queryset):
         # Imported here: integrations imports leads, so a module-level import would loop.
-        from integrations.services import request_sync
+        from integrations import jobs
+        from integrations.sync_views import report_sync_start
 
-        queued, reasons = request_sync(queryset.select_related("captured_by"), request.user)
-        if queued:
-            self.message_user(request, f"Queued {len(queued)} lead(s) for a sync to Dynamics.",
-                              messages.SUCCESS)
-        for lead_id, reason in sorted(reasons.items()):
-            self.message_user(request, f"Lead {lead_id} was not queued: {reason}.",
-                              messages.WARNING)
+        started = jobs.start_sync(request.user, queryset.select_related("captured_by"))
+        job_url = report_sync_start(request, started)
+        if job_url:
+            return redirect(job_url)
+        return None
 
     @admin.display(description="Preview")
     def sync_preview(self, lead):
         if lead.pk is None:
             return "-"
         url = reverse("integrations:preview", args=[lead.pk])
-        return format_html('<a href="{}">What would a sync do now?</a>', url)
+        # The button submits the change form to the sync URL instead of saving it, because
+        # a form cannot sit inside the change form.
+        return format_html(
+            '<a href="{}">What would a sync do now?</a> '
+            '<button type="submit" class="button sync-lead" formaction="{}" '
+            'formmethod="post">Sync to Dynamics</button>',
+            url, reverse("sync:lead", args=[lead.pk]),
+        )
 
     @admin.display(description="Name", ordering="last_name")
     def name(self, lead):

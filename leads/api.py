@@ -3,6 +3,11 @@
     POST /api/leads/        capture a lead (201 with the lead)
     GET  /api/leads/        the caller's own leads, newest first, paginated
     GET  /api/leads/<id>/   one of the caller's own leads (404 for anyone else's)
+    POST /api/leads/<id>/sync/  sync one lead now (202 with its status and job id, 403
+                            with the reason when the caller may not sync it, 404 for a
+                            lead outside the caller's teams)
+    POST /api/leads/sync/   sync many: `{"ids": [...]}` (202 with the job ids, the queued
+                            ids and a reason for each refused id)
 
 The list is paginated with `?page=N` and `?page_size=N` (50 per page unless set,
 at most 200) and returns `{"count", "next", "previous", "results"}`.
@@ -10,15 +15,18 @@ at most 200) and returns `{"count", "next", "previous", "results"}`.
 
 import logging
 
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from teams.selectors import teams_of_member
 
-from .selectors import leads_captured_by
-from .serializers import LeadSerializer
+from .selectors import leads_captured_by, leads_in_teams_of
+from .serializers import LeadSerializer, SyncRequestSerializer
 from .services import (
     NO_TEAM_MESSAGE,
     CaptureTeamError,
@@ -28,6 +36,7 @@ from .services import (
 )
 
 logger = logging.getLogger(__name__)
+
 
 class LeadPagination(PageNumberPagination):
     page_size = 50
@@ -55,6 +64,8 @@ class LeadViewSet(
     serializer_class = LeadSerializer
     permission_classes = [permissions.IsAuthenticated, CanCaptureLeads]
     pagination_class = LeadPagination
+    # Numeric ids only, so that /api/leads/sync/ never reads as the lead "sync".
+    lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):
         return leads_captured_by(self.request.user)
@@ -75,3 +86,39 @@ class LeadViewSet(
 
         lead = capture_lead(member=request.user, team=team, data=data)
         return Response(self.get_serializer(lead).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"], url_path="sync",
+            permission_classes=[permissions.IsAuthenticated])
+    def sync(self, request, pk=None):
+        # Imported here: integrations imports leads, so a module-level import would loop.
+        from integrations import jobs
+
+        # Admins sync their team's leads, so the lookup covers the caller's teams, not
+        # only the caller's own leads.
+        lead = get_object_or_404(leads_in_teams_of(request.user), pk=pk)
+        started = jobs.start_sync(request.user, [lead])
+        if lead.pk in started.refused:
+            raise PermissionDenied(started.refused[lead.pk])
+
+        lead.refresh_from_db(fields=["sync_status", "last_sync_error"])
+        return Response({
+            "id": lead.pk,
+            "sync_status": lead.sync_status,
+            "job_id": started.job.pk,
+            "job_url": reverse("sync:job", args=[started.job.pk]),
+        }, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=False, methods=["post"], url_path="sync",
+            permission_classes=[permissions.IsAuthenticated])
+    def sync_many(self, request):
+        from integrations import jobs
+
+        serializer = SyncRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        started = jobs.start_sync_by_ids(request.user, serializer.validated_data["ids"])
+        return Response({
+            "job_id": started.job.pk if started.job else None,
+            "job_ids": [job.pk for job in started.jobs],
+            "queued": started.queued,
+            "refused": {str(lead_id): reason for lead_id, reason in started.refused.items()},
+        }, status=status.HTTP_202_ACCEPTED)

@@ -12,6 +12,8 @@ SYNC_FIELDS = (
     "sync_status", "dynamics_entity", "dynamics_record_id",
     "last_sync_error", "last_synced_at", "captured_at",
 )
+# Lead ids per bulk sync request, which keeps one request's permission checks short.
+MAX_SYNC_IDS = 1000
 
 
 class LeadSerializer(serializers.ModelSerializer):
@@ -66,3 +68,13 @@ class LeadSerializer(serializers.ModelSerializer):
         data = super().to_representation(instance)
         data["team"] = instance.team_id
         return data
+
+
+class SyncRequestSerializer(serializers.Serializer):
+    """The body of a bulk sync request: `{"ids": [lead id, ...]}`."""
+
+    # One request may queue up to MAX_SYNC_IDS leads; an admin with more sends several.
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), allow_empty=False,
+        max_length=MAX_SYNC_IDS,
+    )
