@@ -7,7 +7,7 @@ from django.utils.html import format_html
 from teams.admin_scoping import TeamScopedAdminMixin
 
 from .field_mappings import validate_mapping
-from .models import FieldMapping, Integration, SyncLog
+from .models import FieldMapping, Integration, SettingsChange, SyncLog
 from .sync import mappings
 
 # Written by the sign-in and sync code, never by hand.
@@ -107,4 +107,28 @@ class SyncLogAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SettingsChange)
+class SettingsChangeAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
+    """The history of the Sync Settings page: who changed which setting or mapping, when."""
+
+    team_field = "integration__team"
+    list_display = ("changed_at", "integration", "changed_by", "changed_fields")
+    list_select_related = ("integration__team", "integration__subteam", "changed_by")
+    readonly_fields = ("integration", "changed_by", "changed_at", "changes")
+    date_hierarchy = "changed_at"
+
+    @admin.display(description="Changed")
+    def changed_fields(self, change):
+        return ", ".join(change.changes)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -1,6 +1,7 @@
-"""Sync Settings pages: connect a Dynamics org and see who is connected.
+"""Sync Settings pages: connect a Dynamics org, check it, and edit settings and mappings.
 
-Views parse input, check that the user administers the team and call one service.
+Views parse input, check that the user manages the integration (team admins manage every
+integration of their team, subteam admins only their subteam's) and call services.
 """
 
 import logging
@@ -8,22 +9,25 @@ import logging
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from leads.models import Lead
 from teams.models import Team
-from teams.selectors import teams_administered_by
+from teams.selectors import subteams_administered_by, teams_administered_by
 
-from . import connection, services
+from . import connection, forms, services, settings_page
 from .client import errors
-from .models import Integration
+from .models import FieldMapping, Integration
 
 logger = logging.getLogger(__name__)
 
 SIGN_IN_SESSION_KEY = "dynamics_sign_in"
+# Entries of the settings history shown on the page. The admin lists all of them.
+HISTORY_LENGTH = 10
 
 
 def _administered_team(user, team_id):
@@ -33,28 +37,145 @@ def _administered_team(user, team_id):
     return team
 
 
+def _managed_integration(user, integration_id):
+    """Return the integration if the user manages it, else raise Http404 as for a missing one."""
+    return get_object_or_404(settings_page.integrations_managed_by(user), pk=integration_id)
+
+
+def _settings_url(integration):
+    return reverse("integrations:integration-settings", args=[integration.pk])
+
+
+# -- The page ---------------------------------------------------------------------------
+
 @login_required
 @require_GET
 def sync_settings(request):
-    teams = list(teams_administered_by(request.user).order_by("name"))
-    integrations = {
-        integration.team_id: integration
-        for integration in Integration.objects.filter(team__in=teams, subteam__isnull=True)
-    }
-    rows = [{"team": team, "integration": integrations.get(team.pk)} for team in teams]
-    return render(request, "integrations/sync_settings.html", {
-        "rows": rows,
-        "title": "Sync Settings",
-        "default_org_url": settings.DYNAMICS_ORG_URL,
-    })
+    """Show the settings of the first integration the user manages, or of ?integration=."""
+    managed = settings_page.integrations_managed_by(request.user)
+    chosen = request.GET.get("integration")
+    if chosen is not None:
+        if not chosen.isdigit():
+            raise Http404("The integration id must be a number.")
+        integration = get_object_or_404(managed, pk=chosen)
+    else:
+        integration = managed.first()
+    return _render_page(request, integration)
 
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def integration_settings(request, integration_id):
+    """Show one integration's settings, or on POST validate and save settings and mappings."""
+    integration = _managed_integration(request.user, integration_id)
+    if request.method == "GET":
+        return _render_page(request, integration)
+
+    form = forms.SettingsForm(request.POST, integration=integration, user=request.user)
+    formset = forms.mapping_formset(integration, request.POST)
+    if form.is_valid() and formset.is_valid():
+        try:
+            change = settings_page.save_settings(
+                integration, request.user, form.cleaned_data,
+                forms.mapping_edits(formset, integration))
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, "Settings saved." if change else
+                             "Settings saved; nothing had changed.")
+            return redirect(_settings_url(integration))
+    messages.error(request, "Settings not saved. Correct the errors below.")
+    return _render_page(request, integration, form, formset, status=400)
+
+
+def _render_page(request, integration, form=None, formset=None, status=200):
+    user = request.user
+    managed = list(settings_page.integrations_managed_by(user))
+    with_full_team = {row.team_id for row in managed if row.subteam_id is None}
+    teams_to_connect = [team for team in teams_administered_by(user).order_by("name")
+                        if team.pk not in with_full_team]
+    add_subteam_form = _add_subteam_form(user)
+    context = {
+        "title": "Sync Settings",
+        "managed": managed,
+        "integration": integration,
+        "default_org_url": settings.DYNAMICS_ORG_URL,
+        "teams_to_connect": teams_to_connect,
+        "add_subteam_form": add_subteam_form,
+        "has_any_access": bool(managed or teams_to_connect
+                               or add_subteam_form.fields["subteam"].queryset.exists()),
+    }
+    if integration is not None:
+        form = form or forms.SettingsForm(integration=integration, user=user)
+        formset = formset or forms.mapping_formset(integration)
+        context.update({
+            "form": form,
+            "formset": formset,
+            "tabs": _mapping_tabs(formset, integration),
+            "history": integration.settings_changes.select_related("changed_by")
+            [:HISTORY_LENGTH],
+        })
+    return render(request, "integrations/sync_settings.html", context, status=status)
+
+
+def _add_subteam_form(user, data=None):
+    subteams = subteams_administered_by(user).filter(integrations__isnull=True)
+    return forms.AddSubteamIntegrationForm(data, subteams=subteams.order_by("team__name",
+                                                                            "name"))
+
+
+def _mapping_tabs(formset, integration):
+    """Group the formset's rows by entity for the Leads, Contacts and Accounts tabs."""
+    labels = {"lead": "Leads", "contact": "Contacts", "account": "Accounts"}
+    empty = forms.empty_mapping_forms(formset, integration)
+    tabs = []
+    for entity in FieldMapping.Entity.values:
+        rows = [form for form in formset.forms if form["entity"].value() == entity]
+        tabs.append({"entity": entity, "label": labels[entity], "rows": rows,
+                     "empty_form": empty[entity],
+                     "has_errors": any(form.errors for form in rows)})
+    return tabs
+
+
+@login_required
+@require_GET
+def permissions(request, integration_id):
+    """List the integration user's roles and the privileges the sync needs, read live."""
+    integration = _managed_integration(request.user, integration_id)
+    context = {"title": "Dynamics permissions", "integration": integration,
+               "depths": settings_page.DEPTHS}
+    if not integration.token_cache_encrypted:
+        context["error"] = "The integration is not connected. Connect Dynamics first."
+    else:
+        try:
+            context.update(settings_page.read_privileges(integration))
+        except errors.DataverseError as error:
+            logger.warning("Reading the privileges of integration %s failed: %s",
+                           integration.pk, error)
+            context["error"] = f"Reading the privileges from Dynamics failed: {error}"
+    return render(request, "integrations/permissions.html", context)
+
+
+# -- Connection actions -----------------------------------------------------------------
 
 @login_required
 @require_POST
 def connect(request, team_id):
-    """Start the Microsoft sign-in that connects the team's Dynamics org."""
+    """Start the Microsoft sign-in that connects the team's full-team integration."""
     team = _administered_team(request.user, team_id)
     integration = services.get_or_create_team_integration(team)
+    return _start_sign_in(request, integration)
+
+
+@login_required
+@require_POST
+def connect_integration(request, integration_id):
+    """Start the sign-in for an existing integration (Reconnect, or a subteam's)."""
+    integration = _managed_integration(request.user, integration_id)
+    return _start_sign_in(request, integration)
+
+
+def _start_sign_in(request, integration):
     previous_org = services.point_at_configured_org(integration)
     if previous_org:
         messages.warning(request, f"The Dynamics org changed from {previous_org} to "
@@ -70,7 +191,7 @@ def connect(request, team_id):
         logger.error("Sign-in could not start for integration %s: %s", integration.pk, error)
         messages.error(request, f"Could not reach the Microsoft sign-in at "
                                 f"{settings.DYNAMICS_AUTHORITY}: {error}")
-        return redirect("integrations:settings")
+        return redirect(_settings_url(integration))
     request.session[SIGN_IN_SESSION_KEY] = {"flow": flow, "integration_id": integration.pk}
     logger.info("Sign-in started for integration %s by user %s", integration.pk,
                 request.user.pk)
@@ -86,14 +207,13 @@ def callback(request):
         messages.error(request, "No Dynamics sign-in was in progress in this browser. "
                                 "Click Connect Dynamics to start one.")
         return redirect("integrations:settings")
-    integration = get_object_or_404(Integration, pk=pending["integration_id"])
-    _administered_team(request.user, integration.team_id)
+    integration = _managed_integration(request.user, pending["integration_id"])
 
     response = request.GET.dict()
     if "code" not in response and "error" not in response:
         messages.error(request, "The sign-in response carried no authorization code. "
                                 "Click Connect Dynamics to start again.")
-        return redirect("integrations:settings")
+        return redirect(_settings_url(integration))
     try:
         integration = services.connect_integration(
             integration, pending["flow"], response, request.user
@@ -110,20 +230,50 @@ def callback(request):
             request,
             f"Connected to Dynamics as {integration.integration_user_email}.",
         )
-    return redirect("integrations:settings")
+    return redirect(_settings_url(integration))
 
 
 @login_required
 @require_POST
-def update_settings(request, integration_id):
-    integration = get_object_or_404(Integration, pk=integration_id)
-    _administered_team(request.user, integration.team_id)
-    integration.auto_sync = request.POST.get("auto_sync") == "on"
-    integration.save(update_fields=["auto_sync", "updated_at"])
-    logger.info("Integration %s: auto sync set to %s by user %s", integration.pk,
-                integration.auto_sync, request.user.pk)
-    messages.success(request, f"Auto Sync is {'on' if integration.auto_sync else 'off'}.")
-    return redirect("integrations:settings")
+def disconnect(request, integration_id):
+    integration = _managed_integration(request.user, integration_id)
+    settings_page.disconnect(integration, request.user)
+    messages.success(request, "Disconnected from Dynamics. The stored sign-in is deleted; "
+                              "settings and field mappings are kept for a reconnect.")
+    return redirect(_settings_url(integration))
+
+
+@login_required
+@require_POST
+def check_connection(request, integration_id):
+    """Run the connection checks and report each one as a message."""
+    integration = _managed_integration(request.user, integration_id)
+    for check in settings_page.check_connection(integration):
+        if check.passed:
+            messages.success(request, f"{check.name}: passed. {check.detail}")
+        else:
+            messages.error(request, f"{check.name}: failed. {check.detail}")
+    return redirect(_settings_url(integration))
+
+
+@login_required
+@require_POST
+def add_subteam_integration(request):
+    form = _add_subteam_form(request.user, request.POST)
+    if not form.is_valid():
+        for error in form.errors.get("subteam", []):
+            messages.error(request, f"No integration added: {error}")
+        return redirect("integrations:settings")
+    try:
+        integration = settings_page.create_subteam_integration(
+            request.user, form.cleaned_data["subteam"])
+    except ValidationError as error:
+        messages.error(request, f"No integration added: {' '.join(error.messages)}")
+        return redirect("integrations:settings")
+    messages.success(request, f"Integration added for the subteam "
+                              f"{integration.subteam.name}. Connect Dynamics to start "
+                              "syncing its members' leads.")
+    return redirect(_settings_url(integration))
 
 
 @login_required
