@@ -45,7 +45,9 @@ class LeadAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
         "name", "email", "company", "captured_by", "team", "sync_status",
         "dynamics_record_id", "captured_at",
     ]
-    list_filter = ["sync_status", "team"]
+    # RelatedOnlyFieldListFilter offers only the teams of the rows the user can see; the
+    # plain filter would list every team's name to every team admin.
+    list_filter = ["sync_status", ("team", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["captured_by", "team"]
     search_fields = [
         "first_name", "last_name", "email", "phone", "company", "dynamics_record_id",
