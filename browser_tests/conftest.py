@@ -8,12 +8,16 @@ request to another host and fails the test.
 
 import importlib
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings as django_settings
+from django.test import Client
+from playwright.sync_api import expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
 from dynamics_sandbox.testing import start_sandbox
@@ -92,8 +96,6 @@ def browser():
             "`apt-get install chromium` as root (.ci/run installs it in CI).",
             pytrace=False,
         )
-    from playwright.sync_api import sync_playwright
-
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     playwright = sync_playwright().start()
@@ -127,6 +129,7 @@ def page(browser, live_server, dynamics_settings):
     )
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
+    expect.set_options(timeout=ACTION_TIMEOUT_MS)
     blocked = []
 
     def guard(route):
@@ -181,19 +184,35 @@ def log_in(page, user, next_path="/integrations/settings/"):
     page.wait_for_url(f"**{next_path}")
 
 
-def connect_dynamics(page, team, user_name=SANDBOX_ADMIN_NAME):
-    """Connect `team` as an admin does: Connect Dynamics, pick the user, Sign in.
+# The settings page of all teams, or of one integration after it exists.
+SETTINGS_URL = re.compile(r"/integrations/(\d+/)?settings/$")
 
-    The page must show the Sync Settings page with the admin logged in. Returns the
-    team's block on the settings page after the redirect back.
+
+def connect_dynamics(page, user_name=SANDBOX_ADMIN_NAME):
+    """Connect the team as its admin does: Connect Dynamics, pick the user, Sign in.
+
+    The page must show the Sync Settings page of a logged-in admin of one team. Waits
+    until the browser is back on a settings page.
     """
-    team_block = page.locator(f"#team-{team.pk}")
-    team_block.get_by_role("button", name="Connect Dynamics").click()
-    page.wait_for_url("https://127.0.0.1:*/**")
+    page.get_by_role("button", name="Connect Dynamics").click()
+    page.wait_for_url(re.compile(r"^https://127\.0\.0\.1:\d+/"))
     page.get_by_label(user_name).check()
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/integrations/settings/")
-    return page.locator(f"#team-{team.pk}")
+    page.wait_for_url(SETTINGS_URL)
+
+
+def log_in_with_session(page, user, live_server):
+    """Log `user` in by giving the browser a new session cookie for them.
+
+    The admin's login form accepts only staff, so members, who are not staff, get their
+    session this way: Django's test client creates it, as a login would.
+    """
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME]
+    page.context.add_cookies([{
+        "name": cookie.key, "value": cookie.value, "url": live_server.url,
+    }])
 
 
 def run_queued_tasks():
