@@ -3,12 +3,13 @@
 #   make smoke  run the whole sync path headless on samples/ and check every lead
 #   make test   set up and run the test suite, browser tests included
 #   make test-browser  run only the browser tests (needs Debian's chromium)
+#   make screenshots   retake docs/screenshots/ from the browser tests' setup
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo smoke test test-browser env venv dev-venv
+.PHONY: demo smoke test test-browser screenshots env venv dev-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is required, found " + sys.version'
@@ -45,3 +46,6 @@ test: dev-venv
 
 test-browser: dev-venv
 	$(PY) -m pytest browser_tests $(PYTEST_ARGS)
+
+screenshots: dev-venv
+	$(PY) -m pytest browser_tests/screenshots.py $(PYTEST_ARGS)
