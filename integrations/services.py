@@ -19,6 +19,12 @@ from .sync import bulk, engine, reads, writes
 logger = logging.getLogger(__name__)
 
 SYNC_TASK = "integrations.tasks.sync_lead"
+# Why a lead of an integration that is not connected waits, by Integration.status.
+CONNECTION_PROBLEMS = {
+    Integration.Status.DISCONNECTED: "Dynamics is not connected for this team.",
+    Integration.Status.REAUTHORIZATION_NEEDED: "the Dynamics sign-in expired or was "
+                                               "revoked.",
+}
 BULK_SYNC_TASK = "integrations.tasks.sync_leads"
 # Leads per bulk task: a task's reads and writes then fit in a few $batch requests and
 # finish well within the task timeout.
@@ -68,8 +74,9 @@ def schedule_sync_for_new_lead(lead):
                             "will sync when an admin connects one.")
         return False
     if not integration.is_connected:
-        _mark_pending(lead, f"The Dynamics connection is {integration.get_status_display()}"
-                            f"; the lead will sync after an admin reconnects.")
+        _mark_pending(lead, f"Waiting: {CONNECTION_PROBLEMS[integration.status]} The lead "
+                            f"syncs after an admin connects Dynamics on the Sync Settings "
+                            f"page.")
         return False
     if not integration.auto_sync:
         _mark_pending(lead, "Auto Sync is off; the lead waits for a manual sync.")
@@ -205,16 +212,26 @@ def sync_lead_now(lead_id):
 
 def _record_success(lead, integration, result, request_count, duration_ms):
     """Store a finished sync on the lead and in the sync log; return the SyncLog."""
+    note = ""
     if result.outcome == SyncLog.Outcome.SKIPPED:
         status, message = Lead.SyncStatus.SKIPPED, result.message
+        note = result.message
     else:
         status = Lead.SyncStatus.SYNCED
         message = f"{result.outcome.capitalize()} Dynamics {result.entity}."
+        skipped = result.details.get("skipped_fields", [])
+        if skipped:
+            # The lead landed, but without some columns: say which, on the lead too.
+            columns = ", ".join(entry["column"] for entry in skipped)
+            note = (f"Synced without {columns}: "
+                    + "; ".join(f"{entry['column']}: {entry['error']}" for entry in skipped)
+                    + " Check the field mappings on the Sync Settings page.")
+            message = f"{message} {note}"
     Lead.objects.filter(pk=lead.pk).update(
         sync_status=status,
         dynamics_entity=result.entity,
         dynamics_record_id=result.record_id,
-        last_sync_error=result.message if status == Lead.SyncStatus.SKIPPED else "",
+        last_sync_error=note,
         last_synced_at=timezone.now(),
     )
     logger.info(
@@ -288,6 +305,12 @@ def _sync_group(integration, leads):
         logger.warning("Bulk sync via integration %s failed (%s); syncing %d leads one "
                        "by one", integration.pk, error, len(leads))
         return {lead.pk: sync_lead_now(lead.pk) for lead in leads}
+    except Exception:
+        # A bug must not leave the group queued forever: sync each lead on its own,
+        # where an unexpected error fails only that lead.
+        logger.exception("Bulk sync via integration %s stopped on an unexpected error; "
+                         "syncing %d leads one by one", integration.pk, len(leads))
+        return {lead.pk: _sync_alone_or_fail(lead) for lead in leads}
 
     duration_ms = int((time.monotonic() - started) * 1000)
     requests_used = client.request_count
@@ -297,8 +320,16 @@ def _sync_group(integration, leads):
         logs.update(_record_group(integration, leads, outcome, requests_used, duration_ms,
                                   client, started))
     for lead in outcome.retry_alone:
-        logs[lead.pk] = sync_lead_now(lead.pk)
+        logs[lead.pk] = _sync_alone_or_fail(lead)
     return logs
+
+
+def _sync_alone_or_fail(lead):
+    """Run the one-lead sync; an unexpected error is already recorded on the lead."""
+    try:
+        return sync_lead_now(lead.pk)
+    except Exception:
+        return None
 
 
 def _record_group(integration, leads, outcome, requests_used, duration_ms, client, started):
@@ -328,8 +359,16 @@ def _gather_decide_apply(lead, sync_settings, client):
             lead.dynamics_entity = exists.entity
             lead.dynamics_record_id = exists.record_id
         plan = engine.decide(lead, sync_settings, reads.gather(lead, sync_settings, client))
-        plan.path.insert(0, f"{exists.entity} {exists.record_id} was created by an earlier "
-                            "attempt or a parallel sync")
+        plan.path.insert(0, f"{exists.entity} {exists.record_id} already exists, created "
+                            "by another sync")
+        account = plan.account
+        if account is not None and account.action == "create" \
+                and account.account_id == exists.record_id:
+            # The account with this derived id exists but does not match the lead (it was
+            # renamed in Dynamics, say): link it rather than fail on every attempt.
+            account.action = "keep"
+            account.matched_by = "the id this product gave it when it created it"
+            account.changes = []
         return writes.apply(plan, client)
 
 

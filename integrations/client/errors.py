@@ -74,6 +74,7 @@ _COLUMN_PATTERNS = (
     re.compile(r"Could not find a property named '([^']+)'"),
     re.compile(r"The length of the '([^']+)' attribute"),
     re.compile(r"An undeclared property '([^']+)'"),
+    re.compile(r"The value .* of '([^']+)' on record of type '[^']+' is outside the valid range"),
 )
 
 

@@ -68,7 +68,12 @@ def sync_many(leads_with_settings, client):
         if isinstance(found, errors.DataverseError):
             outcome.errors[lead.pk] = found
             continue
-        plans.append((lead, engine.decide(lead, settings, found)))
+        try:
+            plans.append((lead, engine.decide(lead, settings, found)))
+        except Exception:
+            # The one-lead path records an unexpected error on this lead alone.
+            logger.exception("Bulk sync: deciding lead %s failed; syncing it alone", lead.pk)
+            outcome.retry_alone.append(lead)
     share_new_accounts([plan for _, plan in plans])
 
     pending = []

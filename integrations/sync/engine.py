@@ -28,6 +28,8 @@ ACCOUNT_LINK_VALUES = {"lead": "_parentaccountid_value", "contact": "_parentcust
 NOTE_LINKS = {"lead": "objectid_lead", "contact": "objectid_contact"}
 OWNER_SETS = {"user": "systemusers", "team": "teams"}
 NOTE_SUBJECT_MAX = 500
+# The maximum length of an annotation's notetext, in UTF-16 code units.
+NOTE_TEXT_MAX = 100_000
 
 
 @dataclass
@@ -114,6 +116,8 @@ class SyncPlan:
     note: dict | None = None
     other_matches: list = field(default_factory=list)
     skip_reason: str = ""
+    # Columns left out before writing, with the reason: {"column", "value", "error"}.
+    skipped_fields: list = field(default_factory=list)
 
     def as_log(self):
         details = {
@@ -133,6 +137,8 @@ class SyncPlan:
             details["other_matches"] = self.other_matches
         if self.skip_reason:
             details["skip_reason"] = self.skip_reason
+        if self.skipped_fields:
+            details["skipped_fields"] = list(self.skipped_fields)
         return details
 
 
@@ -150,8 +156,13 @@ class SyncResult:
 
 # -- Identity ---------------------------------------------------------------------------
 
-def note_id(settings, lead):
-    return settings.record_id("note", lead.pk)
+def note_id(settings, lead, record_id):
+    """Return the id of the lead's note on one Dynamics record.
+
+    One note per lead and record: a re-sync to the same record replaces the note, and a
+    sync to another record (a qualified lead's contact) leaves the first note in place.
+    """
+    return settings.record_id("note", f"{lead.pk}:{record_id}")
 
 
 # -- Deciding ---------------------------------------------------------------------------
@@ -261,26 +272,29 @@ def identity_key(lead, settings):
 
 def _plan_create(lead, settings, found, entity, path):
     record_id = settings.record_id(entity, identity_key(lead, settings))
+    skipped = []
     changes = mappings.column_changes(lead, settings.rules_for(entity), {},
-                                      settings.columns(entity))
+                                      settings.columns(entity), skipped)
     if not any(change.column == "lastname" for change in changes):
         changes.append(mappings.FieldChange("lastname", None, mappings.LAST_NAME_FALLBACK,
                                             "fallback"))
         path.append(f"no last name: '{mappings.LAST_NAME_FALLBACK}' is used")
-    plan = SyncPlan(entity, "create", record_id, path=path, changes=changes)
+    plan = SyncPlan(entity, "create", record_id, path=path, changes=changes,
+                    skipped_fields=skipped)
     plan.owner = _owner(lead, settings, found, entity)
     plan.account = _plan_account(lead, settings, found, entity, current_link=None)
-    plan.note = _plan_note(lead, settings, found, entity, record_id)
+    plan.note = _plan_note(lead, settings, found, entity, record_id, plan)
     return plan
 
 
 def _plan_update(lead, settings, found, entity, row, others, path):
     key = matching.PRIMARY_KEYS[entity]
     record_id = row.get(key) or row["id"]
+    skipped = []
     changes = mappings.column_changes(lead, settings.rules_for(entity), row,
-                                      settings.columns(entity))
+                                      settings.columns(entity), skipped)
     plan = SyncPlan(entity, "update", record_id, path=path, changes=changes,
-                    other_matches=others)
+                    other_matches=others, skipped_fields=skipped)
     owner_rule = _owner_rule(settings, entity)
     if owner_rule is not None and owner_rule.mode == mappings.OVERWRITE:
         owner = _owner(lead, settings, found, entity)
@@ -288,8 +302,11 @@ def _plan_update(lead, settings, found, entity, row, others, path):
             plan.owner = owner
     plan.account = _plan_account(lead, settings, found, entity,
                                  current_link=row.get(ACCOUNT_LINK_VALUES[entity]))
-    plan.note = _plan_note(lead, settings, found, entity, record_id)
-    path.append(f"update {entity} {record_id}: {len(changes)} column(s) change")
+    plan.note = _plan_note(lead, settings, found, entity, record_id, plan)
+    if changes:
+        path.append(f"update {entity} {record_id}: {len(changes)} column(s) change")
+    else:
+        path.append(f"{entity} {record_id} already has the lead's values")
     return plan
 
 
@@ -327,6 +344,9 @@ def _plan_account(lead, settings, found, entity, current_link):
     row, criterion, others = accounts.choose_account(keys, found.accounts)
     if row is None:
         name = keys.new_account_name()
+        if not name:
+            # Only a website, which matched no account: nothing to name a new one after.
+            return None
         account_id = settings.record_id("account", name.lower())
         changes = mappings.column_changes(lead, rules, {}, settings.columns("account"))
         changes = [change for change in changes if change.column != "name"]
@@ -340,17 +360,22 @@ def _plan_account(lead, settings, found, entity, current_link):
                        changes=changes, others=others, link=link)
 
 
-def _plan_note(lead, settings, found, entity, record_id):
+def _plan_note(lead, settings, found, entity, record_id, plan):
     text = lead.notes.strip()
     if not settings.sync_notes or not text:
         return None
-    existing = found.note
+    if mappings.text_length(text) > NOTE_TEXT_MAX:
+        plan.path.append(f"notes cut from {mappings.text_length(text)} to {NOTE_TEXT_MAX} "
+                         "characters, the maximum of a Dynamics note")
+        text = mappings.cut_text(text, NOTE_TEXT_MAX)
+    own_id = note_id(settings, lead, record_id)
+    existing = found.note if found.note and found.note.get("annotationid") == own_id else None
     if existing is not None and (existing.get("notetext") or "") == text:
-        return {"id": existing["annotationid"], "action": "keep"}
+        return {"id": own_id, "action": "keep"}
     subject = (f"Notes from {mappings.SOURCE_FIELDS['captured_by_name'][1](lead)} "
                f"on {lead.captured_at:%Y-%m-%d}")[:NOTE_SUBJECT_MAX]
     return {
-        "id": note_id(settings, lead),
+        "id": own_id,
         "action": "update" if existing is not None else "create",
         "subject": subject,
         "notetext": text,

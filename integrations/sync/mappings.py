@@ -150,13 +150,32 @@ def merge_value(mode, new, old, *, memo=False):
     return new
 
 
-def column_changes(lead, rules, current, columns):
+# Columns whose values identify a person: a shortened email is a wrong address, so an
+# email too long for its column is left out instead of cut.
+UNCUT_PREFIXES = ("emailaddress",)
+
+
+def text_length(value):
+    """Return the length of `value` as Dataverse counts it: in UTF-16 code units, so an
+    emoji outside the Basic Multilingual Plane counts twice."""
+    return len(value.encode("utf-16-le")) // 2
+
+
+def cut_text(value, max_length):
+    """Return `value` cut to at most `max_length` UTF-16 code units, never in the middle
+    of a character."""
+    return value.encode("utf-16-le")[: max_length * 2].decode("utf-16-le", "ignore")
+
+
+def column_changes(lead, rules, current, columns, skipped=None):
     """Return the FieldChanges that the mapping `rules` make to a record.
 
     `current` is the record as Dynamics returned it ({} for a new record). `columns` is
     the table's metadata, {logical name: {"type": ..., "max_length": ...}}: text longer
     than the column's maximum length is cut to fit, and the change records the original
-    length. Picklist and whole-number values are sent as integers.
+    length. Picklist and whole-number values are sent as integers. A value that cannot be
+    written (a fixed value that is not a number, an email too long for its column) is
+    left out and described in `skipped`, a list, when one is given.
     """
     changes = []
     for rule in rules:
@@ -166,17 +185,31 @@ def column_changes(lead, rules, current, columns):
         column_type = metadata.get("type", "String")
         new = rule.value_for(lead)
         if column_type in ("Picklist", "Integer", "State", "Status") and new:
-            new = int(new)
+            try:
+                new = int(new)
+            except ValueError:
+                _skip(skipped, rule.column, new, f"'{new}' is not a number; the column "
+                      f"takes a numeric value (fix the field mapping)")
+                continue
         old = current.get(rule.column)
         value = merge_value(rule.mode, new, old, memo=column_type == "Memo")
         if value is None:
             continue
         change = FieldChange(rule.column, old, value, rule.mode)
         max_length = metadata.get("max_length")
-        if isinstance(value, str) and max_length and len(value) > max_length:
-            change.trimmed_from = len(value)
-            change.new = value[:max_length]
+        if isinstance(value, str) and max_length and text_length(value) > max_length:
+            if rule.column.startswith(UNCUT_PREFIXES):
+                _skip(skipped, rule.column, value, f"longer than the column's {max_length} "
+                      f"characters; an email is never shortened")
+                continue
+            change.trimmed_from = text_length(value)
+            change.new = cut_text(value, max_length)
             if change.new == old:
                 continue
         changes.append(change)
     return changes
+
+
+def _skip(skipped, column, value, reason):
+    if skipped is not None:
+        skipped.append({"column": column, "value": value, "error": reason})

@@ -74,8 +74,14 @@ def normalize_website(value):
         return ""
     if "://" not in text:
         text = "//" + text
-    parts = urlsplit(text)
-    host = (parts.hostname or "").removeprefix("www.")
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname or ""
+    except ValueError:
+        # Such as "http://[fabrikam.example": an unclosed IPv6 bracket. A website that
+        # cannot be parsed matches nothing.
+        return ""
+    host = hostname.removeprefix("www.")
     path = parts.path.rstrip("/")
     return f"{host}{path}" if host else ""
 

@@ -65,9 +65,9 @@ def read_operations(lead, settings):
     # the note exist after all (an attempt whose response was lost), writing it again
     # replaces it rather than adding a second one.
     if settings.sync_notes and lead.notes.strip() and lead.dynamics_record_id:
-        operations["note"] = Operation(
-            "GET", f"annotations({note_id(settings, lead)})", params={"$select": NOTE_SELECT}
-        )
+        note = note_id(settings, lead, lead.dynamics_record_id)
+        operations["note"] = Operation("GET", f"annotations({note})",
+                                       params={"$select": NOTE_SELECT})
     return operations
 
 

@@ -146,6 +146,7 @@ def finish(plan, operations, skipped_fields):
     describe_writes(plan, operations)
     outcome = "created" if plan.action == "create" else "updated"
     details = plan.as_log()
-    if skipped_fields:
-        details["skipped_fields"] = skipped_fields
+    skipped = plan.skipped_fields + skipped_fields
+    if skipped:
+        details["skipped_fields"] = skipped
     return SyncResult(outcome, plan.entity, plan.record_id, plan.path, details)

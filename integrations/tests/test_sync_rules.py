@@ -740,3 +740,131 @@ def test_single_lead_uses_two_requests(org):
     assert counts["http_requests"] == 2
     assert log.details["account"]["action"] == "create"
     assert log.details["note"]["action"] == "create"
+
+
+# -- Bad data that must not stop a sync ----------------------------------------------
+
+def test_unparseable_account_website_ignored(org):
+    company = f"Bracket Co {unique_digits(6)}"
+    org.seed("account", name=company, websiteurl="http://[bracket.example")
+    lead = org.capture(last_name="Bracket", email=unique_email("bracket"), company=company)
+    log = org.sync(lead)
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert log.details["account"]["matched_by"] == "company"
+
+
+def test_renamed_account_still_linked(org):
+    company = f"Renamed Co {unique_digits(6)}"
+    first = org.capture(last_name="First", email=unique_email("first"), company=company)
+    org.sync(first)
+    account_id = org.record("lead", first.dynamics_record_id)["_parentaccountid_value"]
+    org.client.update("accounts", account_id, {"name": "Renamed in Dynamics"})
+    second = org.capture(last_name="Second", email=unique_email("second"), company=company)
+
+    log = org.sync(second)
+
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert org.record("lead", second.dynamics_record_id)["_parentaccountid_value"] == account_id
+
+
+def test_website_only_lead_creates_no_nameless_account(org):
+    org.configure(search_accounts_by_website=True)
+    nameless = len(org.records("account", name=""))
+    lead = org.capture(last_name="Web Only", email=f"w.{unique_digits(8)}@gmail.com",
+                       website=f"https://nomatch{unique_digits(6)}.example")
+    log = org.sync(lead)
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert "account" not in log.details
+    assert len(org.records("account", name="")) == nameless
+
+
+def test_picklist_text_skipped_not_fatal(org):
+    FieldMapping.objects.create(integration=org.setup.integration, entity="lead",
+                                column="leadsourcecode", fixed_value="Trade Show")
+    lead = org.capture(last_name="Picklist", email=unique_email("picklist"))
+
+    log = org.sync(lead)
+
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert lead.sync_status == Lead.SyncStatus.SYNCED
+    assert log.details["skipped_fields"][0]["column"] == "leadsourcecode"
+    assert "not a number" in lead.last_sync_error
+
+
+def test_picklist_out_of_range_skipped(org):
+    FieldMapping.objects.create(integration=org.setup.integration, entity="lead",
+                                column="leadsourcecode", fixed_value="99999")
+    lead = org.capture(last_name="Range", email=unique_email("range"))
+    log = org.sync(lead)
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert log.details["skipped_fields"][0]["column"] == "leadsourcecode"
+
+
+def test_emoji_name_cut_by_utf16_units(org):
+    last_name = "Family" + "👩‍👩‍👧‍👦" * 6
+    lead = org.capture(last_name=last_name, email=unique_email("emoji"))
+    log = org.sync(lead)
+    stored = org.record("lead", lead.dynamics_record_id)["lastname"]
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert stored.startswith("Family")
+    assert len(stored.encode("utf-16-le")) // 2 <= 50
+    assert "skipped_fields" not in log.details
+
+
+def test_overlong_email_left_out_not_cut(org):
+    email = "a" * 95 + f"{unique_digits(4)}@example.org"
+    lead = org.capture(last_name="Long Email", email=email)
+    log = org.sync(lead)
+    record = org.record("lead", lead.dynamics_record_id)
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert record.get("emailaddress1") is None
+    assert log.details["skipped_fields"][0]["column"] == "emailaddress1"
+    assert "never shortened" in lead.last_sync_error
+
+
+def test_huge_notes_cut_to_note_limit(org):
+    lead = org.capture(last_name="Verbose", email=unique_email("verbose"),
+                       notes="x" * 100_050)
+    log = org.sync(lead)
+    notes = [row for row in org.sandbox.store.records("annotation")
+             if row.get("_objectid_value") == lead.dynamics_record_id]
+    assert log.outcome == SyncLog.Outcome.CREATED
+    assert len(notes[0]["notetext"]) == 100_000
+    assert "notes cut from 100050" in joined(log)
+
+
+def test_qualified_lead_keeps_its_note(org):
+    org.configure(update_existing_contacts=True)
+    email = unique_email("keep-note")
+    lead = org.capture(last_name="Keeper", email=email, notes="First meeting")
+    org.sync(lead)
+    qualified = lead.dynamics_record_id
+    org.client.update("leads", qualified, {"statecode": 1, "statuscode": 3})
+    contact = org.seed("contact", lastname="Keeper", emailaddress1=email)
+
+    org.sync(lead)
+
+    on_lead = [row for row in org.sandbox.store.records("annotation")
+               if row.get("_objectid_value") == qualified]
+    on_contact = [row for row in org.sandbox.store.records("annotation")
+                  if row.get("_objectid_value") == contact]
+    assert lead.dynamics_record_id == contact
+    assert len(on_lead) == 1
+    assert len(on_contact) == 1
+
+
+def test_bulk_unexpected_error_not_left_queued(org, monkeypatch):
+    from integrations.sync import bulk
+
+    leads = [org.capture(last_name=f"Stuck {index}", email=unique_email("stuck"))
+             for index in range(3)]
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(bulk, "sync_many", explode)
+    services.sync_leads_now([lead.pk for lead in leads])
+
+    statuses = set(Lead.objects.filter(pk__in=[lead.pk for lead in leads])
+                   .values_list("sync_status", flat=True))
+    assert statuses == {Lead.SyncStatus.SYNCED}
