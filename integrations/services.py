@@ -82,6 +82,9 @@ def schedule_sync_for_new_lead(lead):
         _mark_pending(lead, "Auto Sync is off; the lead waits for a manual sync.")
         return False
     enqueue_syncs([lead.pk])
+    # The caller returns this instance (the API's 201 body), so it shows the new status.
+    lead.sync_status = Lead.SyncStatus.QUEUED
+    lead.last_sync_error = ""
     return True
 
 

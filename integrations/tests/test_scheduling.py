@@ -51,7 +51,9 @@ def test_capture_with_auto_sync_is_queued(django_capture_on_commit_callbacks):
                                status=Integration.Status.CONNECTED)
     with django_capture_on_commit_callbacks(execute=True):
         lead = capture_lead(member=member, team=team, data={"last_name": "Queued"})
+    returned_status = lead.sync_status
     lead.refresh_from_db()
+    assert returned_status == Lead.SyncStatus.QUEUED
     assert lead.sync_status == Lead.SyncStatus.QUEUED
     assert queued_lead_ids() == [lead.pk]
 
