@@ -98,6 +98,8 @@ class LeadViewSet(
         lead = get_object_or_404(leads_in_teams_of(request.user), pk=pk)
         started = jobs.start_sync(request.user, [lead])
         if lead.pk in started.refused:
+            logger.warning("User %s may not sync lead %s: %s", request.user.pk, lead.pk,
+                           started.refused[lead.pk])
             raise PermissionDenied(started.refused[lead.pk])
 
         lead.refresh_from_db(fields=["sync_status", "last_sync_error"])

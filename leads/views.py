@@ -16,9 +16,11 @@ from .selectors import leads_captured_by
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
+# The admin's login page accepts staff accounts only, and most members are not staff.
+LOGIN_URL = "lead_pages:login"
 
 
-@login_required
+@login_required(login_url=LOGIN_URL)
 @require_GET
 def my_leads(request):
     leads = leads_captured_by(request.user).select_related("team")
@@ -32,12 +34,14 @@ def my_leads(request):
     })
 
 
-@login_required
+@login_required(login_url=LOGIN_URL)
 @require_POST
 def sync_my_lead(request, lead_id):
     lead = get_object_or_404(leads_captured_by(request.user), pk=lead_id)
     started = jobs.start_sync(request.user, [lead])
     if lead.pk in started.refused:
+        logger.warning("User %s may not sync lead %s: %s", request.user.pk, lead.pk,
+                       started.refused[lead.pk])
         messages.error(request, f"{lead} was not queued: {started.refused[lead.pk]}")
     else:
         messages.success(request, f"{lead} is queued for a sync to Dynamics.")

@@ -67,6 +67,7 @@ def expect(team_admin, subteam_admin, member, other_member, other_admin, anonymo
 ADMIN_LIST = expect(200, (302, LOGIN), (302, LOGIN), (302, LOGIN), 200, (302, LOGIN))
 ADMIN_ROW = expect(200, (302, LOGIN), (302, LOGIN), (302, LOGIN), 404, (302, LOGIN))
 SIGNED_IN = expect(200, 200, 200, 200, 200, (302, LOGIN))
+MEMBER_LOGIN = "/leads/login/"
 
 # (row name, method, URL, body or None, expected by role)
 MATRIX = [
@@ -102,9 +103,10 @@ MATRIX = [
      expect(200, 403, 200, 404, 404, (302, LOGIN))),
     ("job progress", "get", "/integrations/sync/jobs/{job}/progress/", None,
      expect(200, 403, 200, 404, 404, (302, LOGIN))),
-    ("my leads", "get", "/leads/mine/", None, SIGNED_IN),
+    ("my leads", "get", "/leads/mine/", None,
+     expect(200, 200, 200, 200, 200, (302, MEMBER_LOGIN))),
     ("my leads sync", "post", "/leads/mine/{member_lead}/sync/", None,
-     expect(404, 404, (302, "/leads/mine/"), 404, 404, (302, LOGIN))),
+     expect(404, 404, (302, "/leads/mine/"), 404, 404, (302, MEMBER_LOGIN))),
     ("api list", "get", "/api/leads/", None, expect(200, 200, 200, 200, 200, 401)),
     ("api detail", "get", "/api/leads/{member_lead}/", None,
      expect(404, 404, 200, 404, 404, 401)),
@@ -245,5 +247,5 @@ def test_matrix_covers_every_sync_url():
     }
     assert expected <= covered
     assert len(sync_urls.urlpatterns) == 6
-    assert len(page_urls.urlpatterns) == 2
+    assert len(page_urls.urlpatterns) == 4
     assert reverse("sync:job", args=[1]) == "/integrations/sync/jobs/1/"

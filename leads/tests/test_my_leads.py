@@ -33,7 +33,29 @@ def rows(page):
 def test_my_leads_needs_login(client):
     response = client.get(URL)
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"] == "/leads/login/?next=/leads/mine/"
+
+
+def test_member_signs_in_to_my_leads(client, team_setup):
+    from teams.tests.factories import PASSWORD
+
+    _, member, _ = team_setup
+    assert not member.is_staff
+
+    response = client.post("/leads/login/?next=/leads/mine/",
+                           {"username": member.username, "password": PASSWORD,
+                            "next": "/leads/mine/"}, follow=True)
+
+    assert response.redirect_chain == [("/leads/mine/", 302)]
+    assert f"Signed in as {member.username}" in response.content.decode()
+
+
+def test_wrong_password_shows_error(client, team_setup):
+    _, member, _ = team_setup
+    response = client.post("/leads/login/", {"username": member.username,
+                                             "password": "wrong"})
+    assert response.status_code == 200
+    assert "Invalid username or password" in response.content.decode()
 
 
 def test_my_leads_lists_own_leads_only(client, team_setup):
