@@ -177,6 +177,9 @@ def job_progress(job) -> JobProgress:
     written since the job started. A lead without one (it went back to pending because
     the integration was disconnected, or it was deleted) counts as failed, with the
     lead's last sync error as the reason.
+
+    NOTE: a lead whose task was lost (the queue emptied by hand, say) stays queued, so its
+    job stays running until the lead is synced again.
     """
     leads = {lead.pk: lead for lead in Lead.objects.filter(pk__in=job.lead_ids)}
     latest_logs = {}
