@@ -107,7 +107,7 @@ def _save_membership(membership):
 class SubteamAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     team_field = "team"
     list_display = ["name", "team", "member_count"]
-    list_filter = ["team"]
+    list_filter = [("team", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["team"]
     search_fields = ["name", "team__name"]
     inlines = [SubteamMembershipInline]
@@ -124,7 +124,7 @@ class SubteamAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
 class MembershipAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     team_field = "team"
     list_display = ["user", "team", "role", "joined_at"]
-    list_filter = ["role", "team"]
+    list_filter = ["role", ("team", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["user", "team"]
     search_fields = ["user__username", "user__email", "team__name"]
     readonly_fields = ["joined_at"]

@@ -259,3 +259,18 @@ def test_admin_add_pages_for_team_admin(client, two_teams, url_name):
     response = client.get(reverse(url_name))
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/admin/teams/subteam/", "/admin/teams/membership/"])
+def test_team_filter_lists_own_teams_only(client, url):
+    from teams.tests.factories import make_admin, make_team
+
+    mine = make_team("Filter Mine")
+    make_team("Filter Hidden")
+    client.force_login(make_admin(mine))
+    from teams.tests.factories import make_subteam
+
+    make_subteam(mine)
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "Filter Hidden" not in page.content.decode()
