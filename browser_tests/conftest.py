@@ -15,8 +15,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings as django_settings
-from django.test import Client
 from playwright.sync_api import expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
@@ -201,18 +199,18 @@ def connect_dynamics(page, user_name=SANDBOX_ADMIN_NAME):
     page.wait_for_url(SETTINGS_URL)
 
 
-def log_in_with_session(page, user, live_server):
-    """Log `user` in by giving the browser a new session cookie for them.
+def sign_in_member(page, user):
+    """Sign `user` in through the members' sign-in page, as My leads asks them to.
 
-    The admin's login form accepts only staff, so members, who are not staff, get their
-    session this way: Django's test client creates it, as a login would.
+    The admin's login page accepts staff accounts only, so members have their own.
     """
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME]
-    page.context.add_cookies([{
-        "name": cookie.key, "value": cookie.value, "url": live_server.url,
-    }])
+    page.goto("/leads/mine/")
+    page.wait_for_url("**/leads/login/?next=/leads/mine/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/leads/mine/")
+    expect(page.locator("#sign-out")).to_contain_text(f"Signed in as {user.username}")
 
 
 def run_queued_tasks():

@@ -8,7 +8,7 @@ from integrations.models import Integration
 from leads.models import Lead
 from teams.tests.factories import make_lead
 
-from .conftest import connect_dynamics, log_in, log_in_with_session, run_queued_tasks
+from .conftest import connect_dynamics, log_in, run_queued_tasks, sign_in_member
 
 # The job page polls its progress every second, then reloads to show the summary.
 JOB_SUMMARY_TIMEOUT_MS = 20_000
@@ -31,13 +31,12 @@ def add_lead(people, member, name):
                      company=f"{name} Ltd")
 
 
-def test_member_syncs_own_lead(page, connected_team, sandbox, live_server):
+def test_member_syncs_own_lead(page, connected_team, sandbox):
     member = connected_team.member
     lead = add_lead(connected_team, member, "Member")
     other = add_lead(connected_team, connected_team.members[1], "Colleague")
-    log_in_with_session(page, member, live_server)
+    sign_in_member(page, member)
 
-    page.goto("/leads/mine/")
     row = page.locator(f'.lead-row[data-lead-id="{lead.pk}"]')
     expect(row.locator(".sync-status")).to_have_text("Pending")
     expect(page.locator(f'.lead-row[data-lead-id="{other.pk}"]')).to_have_count(0)
@@ -55,13 +54,11 @@ def test_member_syncs_own_lead(page, connected_team, sandbox, live_server):
     assert record["emailaddress1"] == lead.email
 
 
-def test_member_sync_refused_when_off(page, connected_team, live_server):
+def test_member_sync_refused_when_off(page, connected_team):
     Integration.objects.filter(team=connected_team.team).update(member_sync_allowed=False)
     member = connected_team.member
     lead = add_lead(connected_team, member, "Refused")
-    log_in_with_session(page, member, live_server)
-
-    page.goto("/leads/mine/")
+    sign_in_member(page, member)
 
     row = page.locator(f'.lead-row[data-lead-id="{lead.pk}"]')
     expect(row.locator(".sync-lead")).to_be_disabled()
