@@ -29,6 +29,24 @@ class Lead(models.Model):
     job_title = models.CharField(max_length=200, blank=True)
     website = models.CharField(max_length=300, blank=True)
     notes = models.TextField(blank=True)
+    mobile_phone = models.CharField(max_length=50, blank=True)
+    street = models.CharField(max_length=250, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    region = models.CharField("State or province", max_length=100, blank=True)
+    country = models.CharField(max_length=100, blank=True)
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        ADMIN = "admin", "Admin"
+        VCARD = "vcard", "vCard import"
+        CSV = "csv", "CSV import"
+
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    # The capturing client's own id for this lead (an app-generated UUID, an
+    # Idempotency-Key, or an import's row key): a capture sent again with the same
+    # reference returns the first lead instead of creating a second one.
+    client_reference = models.CharField(max_length=200, blank=True)
 
     sync_status = models.CharField(
         max_length=10, choices=SyncStatus.choices, default=SyncStatus.PENDING, db_index=True
@@ -43,6 +61,13 @@ class Lead(models.Model):
     class Meta:
         ordering = ["-captured_at", "-id"]
         indexes = [models.Index(fields=["team", "sync_status"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["captured_by", "client_reference"],
+                condition=~models.Q(client_reference=""),
+                name="one_lead_per_client_reference",
+            ),
+        ]
 
     def __str__(self):
         name = f"{self.first_name} {self.last_name}".strip()
