@@ -120,3 +120,11 @@ def test_token_provider_expired_refresh_token(connected_team, sandbox):
     with pytest.raises(errors.AuthorizationRequired) as raised:
         provider(force_refresh=True)
     assert "invalid_grant" in str(raised.value)
+
+
+def test_wrong_client_secret_needs_reauthorization(connected_team, settings):
+    settings.DYNAMICS_CLIENT_SECRET = "not-the-secret"
+    provider = connection.TokenProvider(connected_team.integration)
+    with pytest.raises(errors.AuthorizationRequired) as raised:
+        provider(force_refresh=True)
+    assert "invalid_client" in str(raised.value)
