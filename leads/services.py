@@ -3,7 +3,7 @@
 import logging
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from integrations.services import schedule_sync_for_new_lead
 from teams.models import Team
@@ -15,8 +15,9 @@ logger = logging.getLogger(__name__)
 
 # Lead fields that a capture may set. The sync fields belong to the integration.
 CAPTURE_FIELDS = (
-    "first_name", "last_name", "email", "phone", "company",
-    "job_title", "website", "notes",
+    "first_name", "last_name", "email", "phone", "mobile_phone", "company",
+    "job_title", "website", "street", "city", "postal_code", "region", "country",
+    "notes",
 )
 NO_TEAM_MESSAGE = (
     "You are not a member of any team. Ask a team admin to add you before capturing leads."
@@ -84,26 +85,84 @@ def validate_identifying_fields(data: dict) -> None:
         )
 
 
-def capture_lead(*, member, team: Team, data: dict) -> Lead:
+def capture_lead(
+    *, member, team: Team, data: dict, source: str = Lead.Source.API,
+    client_reference: str = "",
+) -> Lead:
     """Save a lead that `member` captured for `team`, and schedule its sync.
 
     `data` contains values for CAPTURE_FIELDS, already validated by a form or serializer.
-    Raises NotTeamMemberError if the member does not belong to the team, ValueError
-    for keys outside CAPTURE_FIELDS, and ValidationError for invalid values.
+    `source` is a Lead.Source value, and `client_reference` the capturing client's own id
+    for the lead ("" for none). Raises NotTeamMemberError if the member does not belong
+    to the team, ValueError for keys outside CAPTURE_FIELDS, and ValidationError for
+    invalid values, including a `client_reference` that the member already used (use
+    capture_lead_once to get the first lead back instead).
     """
+    lead = _build_lead(member=member, team=team, data=data, source=source,
+                       client_reference=client_reference)
+    lead.full_clean()
+    _save_new_lead(lead)
+    return lead
+
+
+def capture_lead_once(
+    *, member, team: Team, data: dict, source: str, client_reference: str,
+) -> tuple[Lead, bool]:
+    """Save a lead like capture_lead, unless `member` already captured `client_reference`.
+
+    Returns `(lead, created)`. When the member already has a lead with this reference,
+    that lead is returned unchanged with `created` False, whatever `team` and `data`
+    contain, because the first capture wins. Two concurrent calls with one reference save one lead,
+    because the database's unique constraint on (captured_by, client_reference) rejects
+    the second insert, which then reads the first lead back.
+    Raises ValueError for an empty `client_reference`, and what capture_lead raises.
+    """
+    if not client_reference:
+        raise ValueError("capture_lead_once needs a non-empty client_reference.")
+
+    existing = _lead_by_reference(member, client_reference)
+    if existing is not None:
+        return existing, False
+
+    lead = _build_lead(member=member, team=team, data=data, source=source,
+                       client_reference=client_reference)
+    # The unique constraint is left to the database, because a check here could pass for
+    # two concurrent requests. The insert below decides the race.
+    lead.full_clean(validate_constraints=False)
+    try:
+        # Inside a caller's transaction, the atomic block in _save_new_lead is a savepoint,
+        # so that transaction stays usable after the IntegrityError.
+        _save_new_lead(lead)
+    except IntegrityError:
+        existing = _lead_by_reference(member, client_reference)
+        if existing is None:
+            raise
+        logger.info("Capture by member %s with reference %r lost a race to lead %s, "
+                    "which is returned", member.pk, client_reference, existing.pk)
+        return existing, False
+    return lead, True
+
+
+def _lead_by_reference(member, client_reference: str) -> Lead | None:
+    return Lead.objects.filter(captured_by=member, client_reference=client_reference).first()
+
+
+def _build_lead(*, member, team, data, source, client_reference) -> Lead:
     unknown = sorted(set(data) - set(CAPTURE_FIELDS))
     if unknown:
         raise ValueError(f"Lead fields {unknown} cannot be set at capture.")
     if not is_team_member(member, team):
         raise NotTeamMemberError(f"User {member.pk} is not a member of team {team.pk}.")
     validate_identifying_fields(data)
+    return Lead(team=team, captured_by=member, source=source,
+                client_reference=client_reference, **data)
 
-    lead = Lead(team=team, captured_by=member, **data)
-    lead.full_clean()
+
+def _save_new_lead(lead: Lead) -> None:
     with transaction.atomic():
         lead.save()
         # The hook enqueues the sync on commit, so a rolled-back capture never syncs.
         schedule_sync_for_new_lead(lead)
 
-    logger.info("Captured lead %s for team %s by member %s", lead.pk, team.pk, member.pk)
-    return lead
+    logger.info("Captured lead %s for team %s by member %s (source %s)",
+                lead.pk, lead.team_id, lead.captured_by_id, lead.source)
