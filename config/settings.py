@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
     "django_q",
     "teams",
     "leads",
@@ -130,9 +131,27 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
         "leads.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
+        "leads.parsers.StrictFormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Captures per member, as "<number>/<s, min, hour or day>". Above it, POST /api/leads/
+    # returns 429 with Retry-After.
+    "DEFAULT_THROTTLE_RATES": {
+        "capture": env.str("LEAD_CAPTURE_RATE", default="120/min"),
+    },
+}
+
+# The OpenAPI schema served at /api/schema/ (YAML, or JSON with ?format=json).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lead sync API",
+    "DESCRIPTION": (
+        "Capture leads and read back their Dynamics 365 sync state. Authenticate with "
+        "`Authorization: Token <token>`."
+    ),
+    "VERSION": "1.0.0",
+    # The schema describes the leads API, not the endpoint that serves it.
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 # django-q2: the ORM broker keeps the queue in the default database. A task that runs

@@ -1,6 +1,7 @@
 """REST API for capturing leads and reading back their sync state.
 
-    POST /api/leads/        capture a lead (201 with the lead)
+    POST /api/leads/        capture a lead (201 with the lead, or 200 with the first lead
+                            when its client_id or Idempotency-Key was used before)
     GET  /api/leads/        the caller's own leads, newest first, paginated
     GET  /api/leads/<id>/   one of the caller's own leads (404 for anyone else's)
     POST /api/leads/<id>/sync/  sync one lead now (202 with its status and job id, 403
@@ -11,10 +12,15 @@
 
 The list is paginated with `?page=N` and `?page_size=N` (50 per page unless set,
 at most 200) and returns `{"count", "next", "previous", "results"}`.
+
+Captures are limited per member by the "capture" throttle rate (LEAD_CAPTURE_RATE), and
+rejected with 429 and Retry-After above it. The OpenAPI schema is at /api/schema/.
 """
 
 import logging
+from collections.abc import Mapping
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from rest_framework import mixins, permissions, status, viewsets
@@ -22,9 +28,13 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import UserRateThrottle
 
 from teams.selectors import teams_of_member
 
+from .api_schema import capture_schema, sync_many_schema, sync_one_schema
+from .models import Lead
 from .selectors import leads_captured_by, leads_in_teams_of
 from .serializers import LeadSerializer, SyncRequestSerializer
 from .services import (
@@ -32,10 +42,32 @@ from .services import (
     CaptureTeamError,
     NoTeamError,
     capture_lead,
+    capture_lead_once,
     choose_capture_team,
+    find_lead_by_reference,
 )
 
 logger = logging.getLogger(__name__)
+
+
+# The request header that carries a client reference, as an alternative to client_id.
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+
+
+class CaptureRateThrottle(UserRateThrottle):
+    """Limit the captures of each member to the "capture" rate in DEFAULT_THROTTLE_RATES.
+
+    NOTE: DRF keeps the request history in the default cache, which is local memory
+    per process unless CACHES names a shared cache. With several web processes, each
+    one allows the full rate.
+    """
+
+    scope = "capture"
+
+    def get_rate(self):
+        # Read at request time rather than from DRF's class attribute, which is bound
+        # at import, so that a changed setting applies.
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
 
 class LeadPagination(PageNumberPagination):
@@ -68,13 +100,29 @@ class LeadViewSet(
     lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):
-        return leads_captured_by(self.request.user)
+        # The team gives the default phone region for phone_e164 in each response.
+        return leads_captured_by(self.request.user).select_related("team")
 
+    def get_throttles(self):
+        if self.action == "create":
+            return [CaptureRateThrottle()]
+        return super().get_throttles()
+
+    @capture_schema
     def create(self, request, *args, **kwargs):
+        # The first lead of a retried capture is returned before the rest of the body is
+        # validated, so the first body wins even when a retry's body differs or is invalid.
+        reference = self._client_reference(request)
+        if reference:
+            existing = find_lead_by_reference(request.user, reference)
+            if existing is not None:
+                return Response(self.get_serializer(existing).data, status=status.HTTP_200_OK)
+
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         requested_team = data.pop("team", None)
+        data.pop("client_reference", None)
 
         try:
             team = choose_capture_team(member=request.user, team=requested_team)
@@ -84,9 +132,46 @@ class LeadViewSet(
             logger.warning("Rejected lead capture by user %s: %s", request.user.pk, error)
             raise ValidationError({"team": [str(error)]}) from error
 
-        lead = capture_lead(member=request.user, team=team, data=data)
-        return Response(self.get_serializer(lead).data, status=status.HTTP_201_CREATED)
+        try:
+            if reference:
+                lead, created = capture_lead_once(
+                    member=request.user, team=team, data=data, source=Lead.Source.API,
+                    client_reference=reference,
+                )
+            else:
+                lead = capture_lead(member=request.user, team=team, data=data)
+                created = True
+        except DjangoValidationError as error:
+            # The serializer checks the model's rules first, so this catches only a model
+            # check that the serializer misses.
+            logger.warning("Model validation rejected a capture by user %s: %s",
+                           request.user.pk, error)
+            raise ValidationError(_validation_detail(error)) from error
 
+        response_status = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(self.get_serializer(lead).data, status=response_status)
+
+    def _client_reference(self, request) -> str:
+        """Return the capture's client reference from client_id or the header, or ""."""
+        client_id_field = self.get_serializer().fields["client_id"]
+        body_value = ""
+        if isinstance(request.data, Mapping) and "client_id" in request.data:
+            body_value = _run_field(client_id_field, request.data["client_id"], "client_id")
+        header_value = ""
+        if IDEMPOTENCY_KEY_HEADER in request.headers:
+            header_value = _run_field(
+                client_id_field, request.headers[IDEMPOTENCY_KEY_HEADER],
+                IDEMPOTENCY_KEY_HEADER,
+            )
+
+        if body_value and header_value and body_value != header_value:
+            raise ValidationError({"client_id": [
+                f"client_id differs from the {IDEMPOTENCY_KEY_HEADER} header. Send one of "
+                f"them, or the same value in both."
+            ]})
+        return body_value or header_value
+
+    @sync_one_schema
     @action(detail=True, methods=["post"], url_path="sync",
             permission_classes=[permissions.IsAuthenticated])
     def sync(self, request, pk=None):
@@ -110,6 +195,7 @@ class LeadViewSet(
             "job_url": reverse("sync:job", args=[started.job.pk]),
         }, status=status.HTTP_202_ACCEPTED)
 
+    @sync_many_schema
     @action(detail=False, methods=["post"], url_path="sync",
             permission_classes=[permissions.IsAuthenticated])
     def sync_many(self, request):
@@ -124,3 +210,17 @@ class LeadViewSet(
             "queued": started.queued,
             "refused": {str(lead_id): reason for lead_id, reason in started.refused.items()},
         }, status=status.HTTP_202_ACCEPTED)
+
+
+def _run_field(field, value, name):
+    """Validate `value` with a serializer field, naming `name` in the 400 on error."""
+    try:
+        return field.run_validation(value)
+    except ValidationError as error:
+        raise ValidationError({name: error.detail}) from error
+
+
+def _validation_detail(error: DjangoValidationError):
+    if hasattr(error, "error_dict"):
+        return error.message_dict
+    return {"non_field_errors": error.messages}

@@ -120,7 +120,7 @@ def capture_lead_once(
     if not client_reference:
         raise ValueError("capture_lead_once needs a non-empty client_reference.")
 
-    existing = _lead_by_reference(member, client_reference)
+    existing = find_lead_by_reference(member, client_reference)
     if existing is not None:
         return existing, False
 
@@ -134,7 +134,7 @@ def capture_lead_once(
         # so that transaction stays usable after the IntegrityError.
         _save_new_lead(lead)
     except IntegrityError:
-        existing = _lead_by_reference(member, client_reference)
+        existing = find_lead_by_reference(member, client_reference)
         if existing is None:
             raise
         logger.info("Capture by member %s with reference %r lost a race to lead %s, "
@@ -143,8 +143,10 @@ def capture_lead_once(
     return lead, True
 
 
-def _lead_by_reference(member, client_reference: str) -> Lead | None:
-    return Lead.objects.filter(captured_by=member, client_reference=client_reference).first()
+def find_lead_by_reference(member, client_reference: str) -> Lead | None:
+    """Return the lead that `member` captured with `client_reference`, or None."""
+    leads = Lead.objects.filter(captured_by=member, client_reference=client_reference)
+    return leads.select_related("team").first()
 
 
 def _build_lead(*, member, team, data, source, client_reference) -> Lead:
