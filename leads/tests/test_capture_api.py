@@ -187,17 +187,36 @@ def test_capture_source_is_api(member_client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_retries_create_one(scheduled):
+def test_concurrent_retries_create_one(scheduled, monkeypatch):
     member = make_member(make_team())
     clients = [api_client(member), api_client(member)]
     barrier = threading.Barrier(len(clients))
+    lookups_per_thread = {}
+    real_lookup = services.find_lead_by_reference
+
+    def lookup_missing_until_both_insert(member, reference):
+        # Each request looks up the reference twice (in the view and in the service)
+        # before its insert. Both miss, and the threads meet before inserting, so both
+        # inserts run and the unique constraint has to decide.
+        thread = threading.current_thread()
+        lookups_per_thread[thread] = lookups_per_thread.get(thread, 0) + 1
+        if lookups_per_thread[thread] == 1:
+            return None
+        if lookups_per_thread[thread] == 2:
+            barrier.wait(timeout=10)
+            return None
+        return real_lookup(member, reference)
+
+    monkeypatch.setattr("leads.api.find_lead_by_reference", lookup_missing_until_both_insert)
+    monkeypatch.setattr(services, "find_lead_by_reference", lookup_missing_until_both_insert)
     statuses = []
+    ids = []
 
     def send(client):
         try:
-            barrier.wait(timeout=10)
             response = post_lead(client, {"client_id": "same", "company": "Acme"})
             statuses.append(response.status_code)
+            ids.append(response.json()["id"])
         finally:
             connection.close()
 
@@ -208,6 +227,7 @@ def test_concurrent_retries_create_one(scheduled):
         thread.join(timeout=60)
 
     assert sorted(statuses) == [200, 201]
+    assert ids[0] == ids[1]
     assert Lead.objects.filter(captured_by=member).count() == 1
 
 
