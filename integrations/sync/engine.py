@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import accounts, mappings, matching
-from .normalize import normalize_email, parse_phone
+from .normalize import lead_phone, normalize_email
 
 # Navigation property that links each table to an account.
 ACCOUNT_LINKS = {"lead": "parentaccountid", "contact": "parentcustomerid_account"}
@@ -170,11 +170,12 @@ def note_id(settings, lead, record_id):
 def decide(lead, settings, found):
     """Return the SyncPlan for `lead` from what `gather` found. No I/O."""
     email = normalize_email(lead.email)
-    e164 = parse_phone(lead.phone, settings.phone_region)
+    e164 = lead_phone(lead, settings.phone_region)
     path = []
     if lead.phone.strip() and not e164:
-        path.append(f"phone {lead.phone.strip()!r} is not a phone number; "
-                    "matched on email only")
+        path.append(f"phone {lead.phone.strip()!r} cannot be read as a number of region "
+                    f"{settings.phone_region} (the team's default), so it is not used for "
+                    "matching")
 
     contact_match = matching.choose_match("contact", found.contacts, email, e164,
                                           settings.phone_region)
@@ -264,7 +265,7 @@ def identity_key(lead, settings):
     email = normalize_email(lead.email)
     if email:
         return f"email:{email}"
-    e164 = parse_phone(lead.phone, settings.phone_region)
+    e164 = lead_phone(lead, settings.phone_region)
     if e164:
         return f"phone:{e164}"
     return f"lead:{lead.pk}"

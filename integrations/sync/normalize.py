@@ -50,6 +50,11 @@ def parse_phone(value, region):
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def lead_phone(lead, region):
+    """Return the lead's number in E.164 form: its phone, else its mobile phone, else ""."""
+    return parse_phone(lead.phone, region) or parse_phone(lead.mobile_phone, region)
+
+
 def phone_search_fragments(e164):
     """Return text fragments that any common formatting of the number contains.
 

@@ -13,7 +13,7 @@ from ..client.batch import MAX_BATCH_OPERATIONS
 from ..client.odata import literal
 from . import accounts, mappings, matching
 from .engine import Gathered, note_id
-from .normalize import normalize_email, parse_phone
+from .normalize import lead_phone, normalize_email
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ NOTE_SELECT = "annotationid,notetext,subject"
 def read_operations(lead, settings):
     """Return {name: Operation} for every read that the decision about `lead` needs."""
     email = normalize_email(lead.email)
-    e164 = parse_phone(lead.phone, settings.phone_region)
+    e164 = lead_phone(lead, settings.phone_region)
     operations = {}
 
     if lead.dynamics_record_id and lead.dynamics_entity in ("lead", "contact"):

@@ -155,7 +155,7 @@ def test_unparseable_phone_is_kept_as_text(org):
     record = org.record("lead", lead.dynamics_record_id)
     assert log.outcome == SyncLog.Outcome.CREATED
     assert record["telephone1"] == "call me after 5"
-    assert "is not a phone number" in joined(log)
+    assert "not used for matching" in joined(log)
 
 
 def test_shared_phone_different_emails_no_match(org):
@@ -868,3 +868,13 @@ def test_bulk_unexpected_error_not_left_queued(org, monkeypatch):
     statuses = set(Lead.objects.filter(pk__in=[lead.pk for lead in leads])
                    .values_list("sync_status", flat=True))
     assert statuses == {Lead.SyncStatus.SYNCED}
+
+
+def test_mobile_phone_used_for_matching(org):
+    digits = unique_digits(4)
+    existing = org.seed("lead", lastname="Mobile Only", mobilephone=f"+1 415 555 {digits}")
+    lead = org.capture(last_name="Mobile Only", mobile_phone=f"(415) 555-{digits}")
+    log = org.sync(lead)
+    assert lead.dynamics_record_id == existing
+    assert org.record("lead", existing)["mobilephone"] == f"(415) 555-{digits}"
+    assert "matches by phone" in joined(log)
