@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from teams.admin_scoping import TeamScopedAdminMixin
 from teams.selectors import is_team_member
 
+from .imports.admin_views import LeadImportAdminMixin
 from .models import Lead
 from .services import CAPTURE_FIELDS, capture_lead, validate_identifying_fields
 
@@ -38,7 +39,7 @@ class LeadAdminForm(forms.ModelForm):
 
 
 @admin.register(Lead)
-class LeadAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
+class LeadAdmin(LeadImportAdminMixin, TeamScopedAdminMixin, admin.ModelAdmin):
     team_field = "team"
     form = LeadAdminForm
     list_display = [

@@ -159,10 +159,15 @@ def check_row(row: ImportedLead) -> ImportedLead:
         row.errors.extend(_field_errors(name, value))
     if not any(data.get(name) for name in IDENTIFYING_FIELDS):
         row.errors.append(RowError(
-            None, "No name, email, phone or company found, so the row cannot become a lead."
+            None, f"No {_identifying_text()} found, so the row cannot become a lead."
         ))
     row.client_reference = client_reference_for(data)
     return row
+
+
+def _identifying_text() -> str:
+    names = [str(Lead._meta.get_field(name).verbose_name) for name in IDENTIFYING_FIELDS]
+    return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _field_errors(name: str, value: str) -> list[RowError]:
