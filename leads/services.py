@@ -24,7 +24,7 @@ NO_TEAM_MESSAGE = (
 )
 # A lead needs at least one of these, because without one it cannot be contacted
 # or matched to a Dynamics record.
-IDENTIFYING_FIELDS = ("first_name", "last_name", "email", "phone", "company")
+IDENTIFYING_FIELDS = ("first_name", "last_name", "email", "phone", "mobile_phone", "company")
 
 
 class CaptureTeamError(Exception):
@@ -81,7 +81,8 @@ def validate_identifying_fields(data: dict) -> None:
     """Raise ValidationError unless `data` has a non-empty identifying field."""
     if not any((data.get(name) or "").strip() for name in IDENTIFYING_FIELDS):
         raise ValidationError(
-            "Enter at least one of first_name, last_name, email, phone or company."
+            "Enter at least one of first_name, last_name, email, phone, mobile_phone or "
+            "company."
         )
 
 

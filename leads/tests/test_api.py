@@ -114,7 +114,7 @@ def test_create_without_identity(member_client, payload):
 
     assert response.status_code == 400
     message = response.json()["non_field_errors"][0]
-    assert "at least one of first_name, last_name, email, phone or company" in message
+    assert "at least one of first_name, last_name, email, phone, mobile_phone or company" in message
 
 
 def test_create_non_object_body(member_client):

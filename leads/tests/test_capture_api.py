@@ -470,3 +470,9 @@ def test_schema_yaml_by_default(member_client):
 
     assert response.status_code == 200
     assert response.content.startswith(b"openapi: 3.")
+
+
+def test_mobile_only_lead_accepted(member_client):
+    response = member_client.post("/api/leads/", {"mobile_phone": "+33 6 12 34 56 78"},
+                                  format="json")
+    assert response.status_code == 201
