@@ -1,7 +1,9 @@
 """Integration services: connecting an org, choosing the integration for a lead, and
 running and recording lead syncs. Views, admin actions and tasks call these."""
 
+import contextlib
 import logging
+import threading
 import time
 
 from django.conf import settings
@@ -61,6 +63,30 @@ def integration_for_lead(lead):
 
 # -- Scheduling -------------------------------------------------------------------------
 
+# Lead ids collected by `syncs_in_bulk` in this thread, or None outside such a block.
+_bulk_collector = threading.local()
+
+
+@contextlib.contextmanager
+def syncs_in_bulk():
+    """Queue the syncs of the leads captured inside the block as bulk tasks.
+
+    An import captures leads one by one, and each capture would queue a task of its own;
+    inside this block they are collected and queued together when the block ends, in
+    bulk tasks of BULK_TASK_SIZE leads.
+    """
+    outer = getattr(_bulk_collector, "lead_ids", None)
+    _bulk_collector.lead_ids = [] if outer is None else outer
+    try:
+        yield
+    finally:
+        if outer is None:
+            # Also after an error: the leads captured before it are saved and must sync.
+            collected, _bulk_collector.lead_ids = _bulk_collector.lead_ids, None
+            if collected:
+                enqueue_syncs(collected)
+
+
 def schedule_sync_for_new_lead(lead):
     """Queue a sync of a just-captured lead if its integration has Auto Sync on.
 
@@ -81,7 +107,11 @@ def schedule_sync_for_new_lead(lead):
     if not integration.auto_sync:
         _mark_pending(lead, "Auto Sync is off; the lead waits for a manual sync.")
         return False
-    enqueue_syncs([lead.pk])
+    collected = getattr(_bulk_collector, "lead_ids", None)
+    if collected is not None:
+        collected.append(lead.pk)
+    else:
+        enqueue_syncs([lead.pk])
     # The caller returns this instance (the API's 201 body), so it shows the new status.
     lead.sync_status = Lead.SyncStatus.QUEUED
     lead.last_sync_error = ""

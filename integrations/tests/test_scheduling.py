@@ -106,3 +106,17 @@ def test_connect_queues_waiting_leads(django_capture_on_commit_callbacks):
         queued = services.enqueue_waiting_leads(integration)
     assert queued == 1
     assert queued_lead_ids() == [waiting.pk]
+
+
+def test_syncs_in_bulk_queues_one_task(django_capture_on_commit_callbacks):
+    team = make_team()
+    member = make_member(team)
+    Integration.objects.create(team=team, org_url="https://org.example",
+                               status=Integration.Status.CONNECTED)
+    with django_capture_on_commit_callbacks(execute=True):
+        with services.syncs_in_bulk():
+            leads = [capture_lead(member=member, team=team, data={"last_name": f"B{index}"})
+                     for index in range(5)]
+    functions = [package.task["func"] for package in OrmQ.objects.all()]
+    assert functions == [services.BULK_SYNC_TASK]
+    assert sorted(queued_lead_ids()) == sorted(lead.pk for lead in leads)

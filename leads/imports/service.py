@@ -61,7 +61,16 @@ def import_rows(rows: Iterable[ImportedLead], *, member, team, source: str) -> I
     returns the existing lead and counts as already imported. Rows with errors and rows
     that capture rejects are listed in `failed` and do not stop the others.
     """
+    # Imported leads are synced in bulk tasks, not one task each.
+    from integrations.services import syncs_in_bulk
+
     result = ImportResult()
+    with syncs_in_bulk():
+        _import_each(rows, member, team, source, result)
+    return result
+
+
+def _import_each(rows, member, team, source, result):
     for row in rows:
         if not row.is_valid:
             result.failed.append((row.location, "; ".join(str(error) for error in row.errors)))
@@ -82,7 +91,6 @@ def import_rows(rows: Iterable[ImportedLead], *, member, team, source: str) -> I
             result.created_lead_ids.append(lead.pk)
         else:
             result.already_imported += 1
-    return result
 
 
 def import_file(
