@@ -48,6 +48,15 @@ class SmokeReport:
         return f"{self.captured} captured, {self.synced} synced, {self.failed} failed"
 
 
+def same_value(lead_field, stored, sent):
+    """Compare a Dynamics value with the value sent. Capture lower-cases an email's
+    domain, as email addresses compare case-insensitively there."""
+    sent = sent.strip()
+    if lead_field == "email":
+        return (stored or "").lower() == sent.lower()
+    return stored == sent
+
+
 class SmokeRun:
     """One smoke run in its own folder under var/, with its own ports."""
 
@@ -224,7 +233,7 @@ class SmokeRun:
                 f"{column}={record.get(column)!r}, expected {sample[lead_field].strip()!r}"
                 for lead_field, column in CHECKED_COLUMNS.items()
                 if sample.get(lead_field, "").strip()
-                and record.get(column) != sample[lead_field].strip()
+                and not same_value(lead_field, record.get(column), sample[lead_field])
             ]
             owner = users.get(record.get("_ownerid_value"), {})
             expected_owner = (member["email"] if member["email"].lower() in user_emails
