@@ -116,7 +116,11 @@ class DataverseClient:
             "$top": top,
             "$expand": expand,
         }
-        payload = self.request("GET", entity_set, params=params).json()
+        return self.all_rows(self.request("GET", entity_set, params=params).json())
+
+    def all_rows(self, payload):
+        """Return the rows of a query response and of every page its @odata.nextLink
+        leads to."""
         rows = list(payload.get("value", []))
         next_link = payload.get("@odata.nextLink")
         while next_link:

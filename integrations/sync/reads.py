@@ -98,12 +98,7 @@ def gathered_from(lead, operations, results, client):
         elif name == "note":
             found.note = body
         else:
-            rows = list(body.get("value", []))
-            next_link = body.get("@odata.nextLink")
-            while next_link:
-                page = client.request("GET", next_link).json()
-                rows.extend(page.get("value", []))
-                next_link = page.get("@odata.nextLink")
+            rows = client.all_rows(body)
             if name == "owner":
                 found.owner_user_id = rows[0]["systemuserid"] if rows else None
             else:
