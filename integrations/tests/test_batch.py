@@ -89,3 +89,18 @@ def test_change_set_content_id_reference(client, sandbox):
     lead_id = results[1].headers["odata-entityid"].rsplit("(", 1)[1].rstrip(")")
     assert [result.status for result in results] == [204, 204]
     assert sandbox.store.get("lead", lead_id)["_parentaccountid_value"] == account["accountid"]
+
+
+def test_all_rows_follows_next_link(client):
+    tag = uuid.uuid4().hex[:12]
+    for index in range(5):
+        client.create("leads", {"lastname": f"Page {tag} {index}"})
+    first = client.request(
+        "GET", "leads", params={"$select": "leadid",
+                                "$filter": f"startswith(lastname,{literal('Page ' + tag)})"},
+        headers={"Prefer": "odata.maxpagesize=2"},
+    ).json()
+    rows = client.all_rows(first)
+    assert "@odata.nextLink" in first
+    assert len(first["value"]) == 2
+    assert len(rows) == 5
