@@ -417,7 +417,7 @@ class _Transaction:
                     self.store._connection.execute("COMMIT")
                 else:
                     self.store._connection.execute("ROLLBACK")
-                    # The cache holds the rolled-back writes: read the tables again.
+                    # The cache contains the rolled-back writes, so read the tables again.
                     self.store._cache.clear()
         finally:
             self.store._lock.release()

@@ -57,9 +57,9 @@ class OrgRequestLimiter:
         for number in numbers:
             # One UPDATE that re-checks "free" on the row it changes, so two processes
             # can never both take the same slot, on SQLite or PostgreSQL.
-            taken = RequestSlot.objects.filter(free, org=self.org, number=number).update(
+            updated_rows = RequestSlot.objects.filter(free, org=self.org, number=number).update(
                 holder=holder, expires_at=now + timezone.timedelta(seconds=self.lease_seconds))
-            if taken:
+            if updated_rows:
                 return number
         return None
 

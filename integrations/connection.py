@@ -1,9 +1,10 @@
 """Signing in to Microsoft Entra ID with MSAL and keeping an integration's tokens.
 
 The admin signs in through MSAL's authorization-code flow (with PKCE, state and nonce).
-The resulting MSAL token cache, which contains the refresh token, is stored Fernet-encrypted
-on the Integration row; every Dynamics request takes its access token from that cache,
-and MSAL renews it silently through the refresh token when fewer than 5 minutes remain.
+The resulting MSAL token cache, which contains the refresh token, is stored
+Fernet-encrypted on the Integration row. Every Dynamics request takes its access token
+from that cache, and MSAL renews it silently through the refresh token when fewer than
+5 minutes remain.
 """
 
 import logging

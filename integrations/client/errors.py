@@ -1,7 +1,7 @@
 """Errors raised by the Dataverse client.
 
 Callers branch on the class, never on `requests` exceptions or raw status codes. Each
-class tells whether a retry can help and what the user has to do.
+class shows whether a retry can help and what the user has to do.
 """
 
 import re

@@ -1,4 +1,4 @@
-"""Sync under faults: 5xx answers, lost responses, throttling and a revoked sign-in."""
+"""Sync under faults: 5xx responses, lost responses, throttling and a revoked sign-in."""
 
 import ast
 import importlib
