@@ -104,16 +104,7 @@ def failed_leads_of(integration):
     candidates = (Lead.objects.filter(team_id=integration.team_id,
                                       sync_status=Lead.SyncStatus.FAILED)
                   .order_by("captured_at", "pk"))
-    integrations = {}
-    failed = []
-    for lead in candidates:
-        key = lead.captured_by_id
-        if key not in integrations:
-            integrations[key] = services.integration_for_lead(lead)
-        chosen = integrations[key]
-        if chosen is not None and chosen.pk == integration.pk:
-            failed.append(lead)
-    return failed
+    return services.leads_synced_by(integration, candidates)
 
 
 def retry_failed(user, integration) -> SyncStart:
@@ -133,7 +124,7 @@ def sync_log_entries(integration, outcome=""):
 
 @dataclass
 class LeadResult:
-    """How one lead of a job ended: an outcome and, unless it synced, the reason."""
+    """The end of one lead of a job: an outcome and, unless it synced, the reason."""
 
     lead_id: int
     name: str

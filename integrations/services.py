@@ -21,7 +21,7 @@ from .sync import bulk, engine, reads, writes
 logger = logging.getLogger(__name__)
 
 SYNC_TASK = "integrations.tasks.sync_lead"
-# Why a lead of an integration that is not connected waits, by Integration.status.
+# The reason a lead of an integration that is not connected waits, by Integration.status.
 CONNECTION_PROBLEMS = {
     Integration.Status.DISCONNECTED: "Dynamics is not connected for this team.",
     Integration.Status.REAUTHORIZATION_NEEDED: "the Dynamics sign-in expired or was "
@@ -71,9 +71,9 @@ _bulk_collector = threading.local()
 def syncs_in_bulk():
     """Queue the syncs of the leads captured inside the block as bulk tasks.
 
-    An import captures leads one by one, and each capture would queue a task of its own;
-    inside this block they are collected and queued together when the block ends, in
-    bulk tasks of BULK_TASK_SIZE leads.
+    An import captures leads one by one, and each capture would queue a task of its own.
+    Inside this block they are collected instead, and queued together in bulk tasks of
+    BULK_TASK_SIZE leads when the block ends.
     """
     outer = getattr(_bulk_collector, "lead_ids", None)
     _bulk_collector.lead_ids = [] if outer is None else outer
@@ -157,15 +157,29 @@ def enqueue_syncs(lead_ids):
     transaction.on_commit(enqueue)
 
 
+def leads_synced_by(integration, leads):
+    """Return the leads among `leads` (of the integration's team) that `integration` syncs.
+
+    The integration depends only on the capturing member, so each member's is looked up
+    once.
+    """
+    by_member = {}
+    chosen = []
+    for lead in leads:
+        if lead.captured_by_id not in by_member:
+            by_member[lead.captured_by_id] = integration_for_lead(lead)
+        member_integration = by_member[lead.captured_by_id]
+        if member_integration is not None and member_integration.pk == integration.pk:
+            chosen.append(lead)
+    return chosen
+
+
 def enqueue_waiting_leads(integration):
     """Queue every pending lead that `integration` syncs; return how many were queued."""
     candidates = Lead.objects.filter(
         team_id=integration.team_id, sync_status=Lead.SyncStatus.PENDING
-    ).select_related("captured_by")
-    lead_ids = [
-        lead.pk for lead in candidates
-        if (chosen := integration_for_lead(lead)) is not None and chosen.pk == integration.pk
-    ]
+    )
+    lead_ids = [lead.pk for lead in leads_synced_by(integration, candidates)]
     enqueue_syncs(lead_ids)
     return len(lead_ids)
 
@@ -254,7 +268,7 @@ def _record_success(lead, integration, result, request_count, duration_ms):
         message = f"{result.outcome.capitalize()} Dynamics {result.entity}."
         skipped = result.details.get("skipped_fields", [])
         if skipped:
-            # The lead landed, but without some columns: say which, on the lead too.
+            # The lead landed without some columns, so the lead names them too.
             columns = ", ".join(entry["column"] for entry in skipped)
             note = (f"Synced without {columns}: "
                     + "; ".join(f"{entry['column']}: {entry['error']}" for entry in skipped)
@@ -545,30 +559,6 @@ def point_at_configured_org(integration):
     logger.warning("Integration %s moved from org %s to %s", integration.pk, previous,
                    configured)
     return previous
-
-
-def request_sync(leads, user):
-    """Queue a manual sync of `leads` chosen by `user`; return (queued, reasons).
-
-    Leads whose integration is missing or not connected are not queued, and `reasons`
-    maps their ids to the explanation. A lead already queued is queued again, which is
-    harmless because a sync can run twice.
-    """
-    queued = []
-    reasons = {}
-    for lead in leads:
-        integration = integration_for_lead(lead)
-        if integration is None:
-            reasons[lead.pk] = "no Dynamics integration is set up for its team"
-        elif not integration.is_connected:
-            reasons[lead.pk] = (f"its Dynamics connection is "
-                                f"{integration.get_status_display().lower()}")
-        else:
-            queued.append(lead.pk)
-    enqueue_syncs(queued)
-    logger.info("User %s requested a sync of %d leads (%d not queued)", user.pk,
-                len(queued), len(reasons))
-    return queued, reasons
 
 
 def connect_integration(integration, flow, auth_response, user):
