@@ -200,7 +200,7 @@ def connect_dynamics(page, user_name=SANDBOX_ADMIN_NAME):
 
 
 def sign_in_member(page, user):
-    """Sign `user` in through the members' sign-in page, as My leads asks them to.
+    """Sign `user` in through the members' sign-in page, the way My leads sends them.
 
     The admin's login page accepts staff accounts only, so members have their own.
     """

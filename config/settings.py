@@ -155,7 +155,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # django-q2: the ORM broker keeps the queue in the default database. A task that runs
-# longer than `timeout` seconds is killed; `retry` must stay above it, or a slow task is
+# longer than `timeout` seconds is killed. `retry` must stay above it, or a slow task is
 # handed to a second worker while the first still runs.
 Q_CLUSTER = {
     "name": "leadsync",

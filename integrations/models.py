@@ -98,7 +98,7 @@ class Integration(models.Model):
 
 
 class FieldMapping(models.Model):
-    """Which lead field, or fixed value, fills which Dynamics column, and in which mode."""
+    """A mapping of a lead field, or a fixed value, to a Dynamics column, with a mode."""
 
     class Entity(models.TextChoices):
         LEAD = "lead", "Lead"
@@ -144,7 +144,7 @@ class SyncLog(models.Model):
         FAILED = "failed", "Failed"
         # A retryable failure: the lead stays queued and the task runs again.
         RETRYING = "retrying", "Retrying"
-        # The rules say to leave Dynamics as it is, for example for a qualified lead.
+        # The rules leave Dynamics as it is, for example for a qualified lead.
         SKIPPED = "skipped", "Skipped"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="logs")
@@ -173,7 +173,7 @@ class RequestSlot(models.Model):
 
     org = models.CharField(max_length=255)
     number = models.PositiveIntegerField()
-    # A random token of the request that holds the slot; empty when free.
+    # A random token of the request that has the slot; empty when free.
     holder = models.CharField(max_length=32, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
 

@@ -105,7 +105,7 @@ class LeadSerializer(serializers.ModelSerializer):
     """
 
     # Any integer is accepted here and checked against the caller's teams by the capture
-    # service, so the answer for a team that does not exist and for someone else's team
+    # service, so the error for a team that does not exist and for someone else's team
     # is the same, and team ids cannot be probed.
     team = serializers.IntegerField(
         required=False, write_only=True,

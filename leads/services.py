@@ -46,8 +46,8 @@ class NotTeamMemberError(CaptureTeamError):
 def choose_capture_team(*, member, team: Team | int | None = None) -> Team:
     """Return the team a new lead of `member` goes to.
 
-    With `team` (a Team or a team id) given, the member must belong to it; a team that
-    does not exist gets the same answer as someone else's team. Without, the member must
+    With `team` (a Team or a team id) given, the member must belong to it. A team that
+    does not exist gets the same error as someone else's team. Without, the member must
     belong to exactly one team. Raises a CaptureTeamError subclass with a message for
     the caller otherwise.
     """

@@ -17,7 +17,7 @@ Access rules:
 * A team admin (a Membership with the admin role, plus `is_staff` to log in) may view,
   add, change and delete the rows of the teams they administer, without any Django
   model permission.
-* Everyone else, including staff with model permissions, sees nothing.
+* Everyone else, including staff with model permissions, gets no rows and no pages.
 
 Foreign key choices shrink to the user's teams: a key to Team lists the administered
 teams, to Subteam their subteams, to the user model their members, and to a model

@@ -1,9 +1,9 @@
 """The one HTTP client for the Dataverse Web API of a Dynamics 365 org.
 
-Every request goes through `DataverseClient.request`: it sets the OData headers and an
-explicit (connect, read) timeout, trusts only the configured CA bundle, renews the token
-once on a 401, retries time-outs, 5xx responses and 429s with backoff, counts requests, and
-turns every failure into an error from `integrations.client.errors`.
+Every request goes through `DataverseClient.request`. It sets the OData headers and an
+explicit (connect, read) timeout, and trusts only the configured CA bundle. It renews the
+token once on a 401 and retries time-outs, 5xx responses and 429s with backoff. It counts
+requests and turns every failure into an error from `integrations.client.errors`.
 """
 
 import contextlib
@@ -135,13 +135,13 @@ class DataverseClient:
         """Send Operations and ChangeSets in one $batch request; return their results.
 
         Returns one OperationResult per operation, in order. With `continue_on_error`
-        every part runs; a failed change set then yields its failed request's result for
-        each of its operations, since all of them rolled back. Without it, Dataverse stops
-        at the first failure and that failure is raised.
+        every part runs, and a failed change set yields its failed request's result for
+        each of its operations, because all of them rolled back. Without it, Dataverse
+        stops at the first failure, and that failure is raised.
         """
         count = batch.operation_count(groups)
         if count > batch.MAX_BATCH_OPERATIONS:
-            raise ValueError(f"A batch holds at most {batch.MAX_BATCH_OPERATIONS} "
+            raise ValueError(f"A batch may contain at most {batch.MAX_BATCH_OPERATIONS} "
                              f"operations; this one has {count}.")
         content_type, body = batch.build_body(groups, API_PATH)
         headers = {"Content-Type": content_type}

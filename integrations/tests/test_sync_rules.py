@@ -1,7 +1,7 @@
 """The sync rules as a table of cases, run against the sandbox over HTTPS.
 
 Each case seeds Dynamics records, captures a lead, syncs it and asserts the exact
-records that Dynamics holds afterwards.
+records in Dynamics afterwards.
 """
 
 import pytest
