@@ -103,6 +103,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="") or None}
+else:
+    # PostgreSQL (the scale-out path): keep connections open between requests for this
+    # many seconds, and check them before reuse, so a restarted server costs one error.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -154,21 +159,47 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
-# django-q2: the ORM broker keeps the queue in the default database. A task that runs
-# longer than `timeout` seconds is killed. `retry` must stay above it, or a slow task is
-# handed to a second worker while the first still runs.
+# Redis, for the scale-out path: with REDIS_URL set, django-q2 queues tasks in Redis and
+# the cache (which the capture throttle counts in) is shared by every process. Without
+# it, tasks queue in the database and each process has its own in-memory cache.
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "leadsync",
+        }
+    }
+
+# django-q2. A task that runs longer than `timeout` seconds is killed. With the ORM broker
+# a task that was not acknowledged is handed out again after `retry` seconds, so `retry`
+# must stay above `timeout`, or a slow task would run twice at once.
+Q_TIMEOUT = env.int("Q_TIMEOUT", default=120)
 Q_CLUSTER = {
     "name": "leadsync",
-    "orm": "default",
     "workers": env.int("Q_WORKERS", default=2),
-    "timeout": 120,
-    "retry": 180,
+    "timeout": Q_TIMEOUT,
+    "retry": Q_TIMEOUT + 60,
     "max_attempts": 3,
     "ack_failures": True,
     "catch_up": False,
     "poll": 0.2,
     "label": "Background tasks",
 }
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# A worker claims the leads it syncs for this many seconds. The claim outlives the task
+# timeout, so only a worker that died leaves a claim to expire.
+SYNC_CLAIM_SECONDS = Q_TIMEOUT + 60
+# The sweep, every SYNC_SWEEP_MINUTES, queues again the leads that have been queued for
+# more than SYNC_STALE_SECONDS with no live claim: their task was lost with a killed
+# worker, or the queue was emptied.
+SYNC_STALE_SECONDS = env.int("SYNC_STALE_SECONDS", default=600)
+SYNC_SWEEP_MINUTES = env.int("SYNC_SWEEP_MINUTES", default=5)
 
 # Dynamics 365 connection. The defaults point at the local sandbox started by
 # `python manage.py dynamics_sandbox`; see README.md for a real org.

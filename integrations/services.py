@@ -137,7 +137,7 @@ def enqueue_syncs(lead_ids):
     if not lead_ids:
         return
     Lead.objects.filter(pk__in=lead_ids).update(
-        sync_status=Lead.SyncStatus.QUEUED, last_sync_error=""
+        sync_status=Lead.SyncStatus.QUEUED, last_sync_error="", sync_queued_at=timezone.now()
     )
 
     def enqueue():
@@ -497,7 +497,8 @@ def _retry_later(leads, integration, error, task, task_argument):
     lead_ids = [lead.pk for lead in leads]
     with transaction.atomic():
         Lead.objects.filter(pk__in=lead_ids).update(
-            sync_status=Lead.SyncStatus.QUEUED, last_sync_error=message)
+            sync_status=Lead.SyncStatus.QUEUED, last_sync_error=message,
+            sync_queued_at=next_run)
         schedule(task, task_argument, schedule_type=Schedule.ONCE, next_run=next_run)
         log = None
         for lead in leads:

@@ -57,10 +57,20 @@ class Lead(models.Model):
     last_sync_error = models.TextField(blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     sync_attempts = models.PositiveIntegerField(default=0)
+    # When the lead was last queued, or when its scheduled retry is due. The sweep queues
+    # a lead again when this is too long ago.
+    sync_queued_at = models.DateTimeField(null=True, blank=True)
+    # The task run that syncs the lead now, and until when its claim holds. A claim of a
+    # killed worker expires, and the lead can be claimed again.
+    sync_claim = models.CharField(max_length=32, blank=True)
+    sync_claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-captured_at", "-id"]
-        indexes = [models.Index(fields=["team", "sync_status"])]
+        indexes = [
+            models.Index(fields=["team", "sync_status"]),
+            models.Index(fields=["sync_status", "sync_queued_at"]),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["captured_by", "client_reference"],
