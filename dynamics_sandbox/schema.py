@@ -324,6 +324,13 @@ SYSTEMUSER = Table(
         Column("domainname", STRING, "User Name", max_length=1024),
         Column("isdisabled", BOOLEAN, "Status"),
         Column("azureactivedirectoryobjectid", UNIQUEIDENTIFIER, "Azure AD Object ID"),
+        # The client id of an application user's app, else null.
+        Column("applicationid", UNIQUEIDENTIFIER, "Application ID"),
+        Column(
+            "accessmode", PICKLIST, "Access Mode",
+            options={0: "Read-Write", 1: "Administrative", 2: "Read", 3: "Support User",
+                     4: "Non-interactive", 5: "Delegated Admin"},
+        ),
         Column("businessunitid", LOOKUP, navigations={"businessunitid": "businessunit"}),
     ),
 )

@@ -75,10 +75,14 @@ def utc_now_text():
 
 
 class Store:
-    """Records and grants of one sandbox data folder."""
+    """Records and grants of one sandbox data folder, which contains one environment.
 
-    def __init__(self, data_dir, cache=False):
+    `environment` is the unique name of the environment whose users the store seeds.
+    """
+
+    def __init__(self, data_dir, cache=False, environment=seed.CONTOSO_SALES):
         self.data_dir = Path(data_dir)
+        self.environment = environment
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / DATABASE_NAME
         self._lock = threading.RLock()
@@ -127,16 +131,19 @@ class Store:
                         "name": role["name"],
                         "_businessunitid_value": seed.BUSINESS_UNIT_ID,
                     }, now)
-            for user in seed.USERS:
+            for user in seed.users_of_environment(self.environment):
                 if self.get("systemuser", user["systemuserid"]) is None:
+                    names = [user["firstname"], user["lastname"]]
                     self._insert_seed("systemuser", user["systemuserid"], {
                         "firstname": user["firstname"],
                         "lastname": user["lastname"],
-                        "fullname": f"{user['firstname']} {user['lastname']}",
+                        "fullname": " ".join(name for name in names if name),
                         "internalemailaddress": user["internalemailaddress"],
                         "domainname": user["internalemailaddress"],
                         "isdisabled": False,
                         "azureactivedirectoryobjectid": user["azureactivedirectoryobjectid"],
+                        "applicationid": user.get("applicationid"),
+                        "accessmode": user.get("accessmode", seed.ACCESS_MODE_READ_WRITE),
                         "_businessunitid_value": seed.BUSINESS_UNIT_ID,
                     }, now)
                 for role_id in user["roles"]:
@@ -261,8 +268,26 @@ class Store:
 
     def user_by_email(self, email):
         """Return the systemuser whose sign-in name matches `email` (any case), or None."""
+        if not email.strip():
+            return None
         for user in self.records("systemuser"):
             if (user["domainname"] or "").lower() == email.strip().lower():
+                return user
+        return None
+
+    def user_by_object_id(self, object_id):
+        """Return the systemuser with this azureactivedirectoryobjectid, or None."""
+        return self._user_by_guid("azureactivedirectoryobjectid", object_id)
+
+    def user_by_application_id(self, application_id):
+        """Return the application user of the app with this client id, or None."""
+        return self._user_by_guid("applicationid", application_id)
+
+    def _user_by_guid(self, name, value):
+        if not value:
+            return None
+        for user in self.records("systemuser"):
+            if (user.get(name) or "").lower() == value.lower():
                 return user
         return None
 
