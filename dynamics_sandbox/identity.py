@@ -6,7 +6,19 @@ Served paths, where {tenant} is `sandbox-tenant`, the tenant GUID, `organization
     GET  /{tenant}/v2.0/.well-known/openid-configuration
     GET  /{tenant}/oauth2/v2.0/authorize   sign-in page (a form that lists the users)
     POST /{tenant}/oauth2/v2.0/authorize   form submit -> 302 to redirect_uri with a code
-    POST /{tenant}/oauth2/v2.0/token       authorization_code and refresh_token grants
+    POST /{tenant}/oauth2/v2.0/token       authorization_code, refresh_token and
+                                           client_credentials grants
+
+A token's audience is the resource of its scope: the scope without its last path
+segment, so `https://HOST:PORT/.default` asks for `https://HOST:PORT` (an environment's
+Web API) and `https://HOST:PORT/globaldisco/.default` for the discovery service. As in
+Entra ID, a refresh token may be redeemed for any resource's scope.
+
+The confidential clients are the product's app (SANDBOX_CLIENT_ID), which may use every
+grant, and the app registrations of seed.APP_REGISTRATIONS, which may use the token
+endpoint only. The client credentials grant needs a named tenant (`sandbox-tenant` or
+the tenant GUID) and exactly one `{resource}/.default` scope, and its response carries
+neither a refresh token nor an id token.
 
 Errors use Microsoft Entra ID's shape: `error`, `error_description` starting with an
 AADSTS code, and `error_codes`.
@@ -25,14 +37,16 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from . import seed
+from .clients import (
+    access_token_lifetimes, authenticate_client, issue_app_token, require_named_tenant,
+)
+from .oauth import OIDC_SCOPES, TokenError, resource_of_scopes, token_error_response
 from .store import ACCESS_TOKEN, AUTHORIZATION_CODE, REFRESH_TOKEN
 from .web import LOOPBACK_HOSTS, html_response, json_response, redirect
 
 logger = logging.getLogger(__name__)
 
 TENANT_ALIASES = {seed.TENANT_NAME, seed.TENANT_ID, "organizations", "common"}
-# Scopes that ask for an id token or a refresh token rather than a resource.
-OIDC_SCOPES = {"openid", "profile", "offline_access", "email"}
 AUTHORIZATION_CODE_LIFETIME = 600
 # The form field of the sign-in page that carries the chosen user's sign-in name.
 USER_FIELD = "login_hint"
@@ -59,15 +73,6 @@ class AuthorizeError(Exception):
         self.code = code
         self.description = description
         self.page = page
-
-
-class TokenError(Exception):
-    def __init__(self, status, error, code, description):
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.code = code
-        self.description = description
 
 
 def is_identity_path(path):
@@ -106,36 +111,6 @@ def is_loopback_redirect_uri(uri):
     )
 
 
-def resource_of_scopes(scopes):
-    """Return the resource (scheme://host[:port]) that the resource scopes name.
-
-    Raise TokenError unless exactly one resource is named.
-    """
-    resources = set()
-    for scope in scopes:
-        if scope in OIDC_SCOPES:
-            continue
-        try:
-            parts = urlsplit(scope)
-        except ValueError:  # For example an unclosed '[' in the host.
-            parts = None
-        if parts is None or parts.scheme != "https" or not parts.netloc or parts.path in ("", "/"):
-            raise TokenError(
-                400, "invalid_scope", 70011,
-                f"The provided value for the input parameter 'scope' is not valid. "
-                f"The scope '{scope}' is not a resource scope such as "
-                f"'https://host/.default'.",
-            )
-        resources.add(f"{parts.scheme}://{parts.netloc}")
-    if len(resources) != 1:
-        raise TokenError(
-            400, "invalid_scope", 28000,
-            "Provide value for the input parameter scope with exactly one resource, "
-            f"found {len(resources)}: {' '.join(sorted(scopes))}.",
-        )
-    return resources.pop()
-
-
 class IdentityProvider:
     """Handle the sign-in endpoints for one sandbox."""
 
@@ -151,7 +126,7 @@ class IdentityProvider:
             return None
         tenant, endpoint = match.group("tenant"), match.group("endpoint")
         if tenant not in TENANT_ALIASES:
-            return self._error_json(TokenError(
+            return token_error_response(TokenError(
                 400, "invalid_tenant", 90002,
                 f"Tenant '{tenant}' not found. Use '{seed.TENANT_NAME}' or '{seed.TENANT_ID}'.",
             ))
@@ -168,11 +143,11 @@ class IdentityProvider:
         if request.method != "POST":
             return _method_not_allowed()
         try:
-            return self.token(request)
+            return self.token(request, tenant)
         except TokenError as error:
             # %r keeps line breaks from the request's form fields out of the log.
             logger.warning("Token request rejected: %s %r", error.error, error.description)
-            return self._error_json(error)
+            return token_error_response(error)
 
     # Discovery
 
@@ -191,7 +166,7 @@ class IdentityProvider:
             "jwks_uri": f"{base}/{path_tenant}/discovery/v2.0/keys",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["HS256"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
@@ -288,7 +263,9 @@ class IdentityProvider:
         except AuthorizeError as error:
             return self._authorize_error(error, parameters)
         hint = parameters.get("login_hint", "").lower()
-        users = [user for user in self.store.records("systemuser") if not user["isdisabled"]]
+        # Application users have no sign-in name and sign in with client credentials only.
+        users = [user for user in self.store.records("systemuser")
+                 if not user["isdisabled"] and not user.get("applicationid")]
         rows = []
         for index, user in enumerate(users):
             checked = " checked" if user["domainname"].lower() == hint or (not hint and index == 0) else ""
@@ -334,52 +311,23 @@ class IdentityProvider:
 
     # Token
 
-    def _authenticate_client(self, request, form):
-        client_id = form.get("client_id", "")
-        client_secret = form.get("client_secret")
-        authorization = request.header("Authorization", "")
-        if authorization.startswith("Basic "):
-            try:
-                decoded = base64.b64decode(authorization[6:]).decode("utf-8")
-            except (ValueError, UnicodeDecodeError):
-                decoded = ""
-            basic_id, _, basic_secret = decoded.partition(":")
-            client_id = client_id or basic_id
-            client_secret = basic_secret
-        if client_id != self.settings.client_id:
-            raise TokenError(
-                400, "unauthorized_client", 700016,
-                f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{seed.TENANT_NAME}'.",
-            )
-        if not client_secret:
-            raise TokenError(
-                401, "invalid_client", 7000218,
-                "The request body must contain the following parameter: 'client_assertion' "
-                "or 'client_secret'.",
-            )
-        if not hmac.compare_digest(client_secret.encode(), self.settings.client_secret.encode()):
-            raise TokenError(
-                401, "invalid_client", 7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request "
-                "is the client secret value, not the client secret ID, for a secret added to "
-                f"app '{client_id}'.",
-            )
-        return client_id
-
-    def token(self, request):
+    def token(self, request, tenant):
         form = request.form()
-        client_id = self._authenticate_client(request, form)
         grant_type = form.get("grant_type", "")
+        if grant_type == "client_credentials":
+            require_named_tenant(tenant)
+        client_id = authenticate_client(request, form, self.settings)
         if grant_type == "authorization_code":
             grant, scopes = self._redeem_code(form, client_id)
         elif grant_type == "refresh_token":
             grant, scopes = self._redeem_refresh_token(form, client_id)
+        elif grant_type == "client_credentials":
+            return issue_app_token(self.store, self.settings, self.faults, form, client_id)
         else:
             raise TokenError(
                 400, "unsupported_grant_type", 70003,
                 f"The app requested an unsupported grant type '{grant_type}'. Use "
-                "'authorization_code' or 'refresh_token'.",
+                "'authorization_code', 'refresh_token' or 'client_credentials'.",
             )
         return self._issue_tokens(request, grant, scopes, client_id)
 
@@ -473,16 +421,17 @@ class IdentityProvider:
         resource = resource_of_scopes(scopes)
         user = self.store.get("systemuser", grant["systemuserid"])
         now = int(time.time())
-        lifetime = self.settings.token_lifetime
-        # Injected fault: the token stops working early, while expires_in stays normal.
-        server_lifetime = lifetime
-        if self.faults is not None and self.faults.access_token_lifetime is not None:
-            server_lifetime = self.faults.access_token_lifetime
+        lifetime, server_lifetime = access_token_lifetimes(self.settings, self.faults)
         resource_scopes = sorted(scope for scope in scopes if scope not in OIDC_SCOPES)
         granted_scope = sorted(set(resource_scopes) | {f"{resource}/user_impersonation"})
+        # The object id lets every environment find its own systemuser of the person.
         access_token = self.store.add_grant(
-            ACCESS_TOKEN, user["systemuserid"], client_id, server_lifetime,
-            {"audience": resource, "scope": " ".join(granted_scope)},
+            ACCESS_TOKEN, user["systemuserid"], client_id, server_lifetime, {
+                "audience": resource,
+                "scope": " ".join(granted_scope),
+                "oid": user["azureactivedirectoryobjectid"],
+                "tid": seed.TENANT_ID,
+            },
         )
         response = {
             "token_type": "Bearer",
@@ -535,18 +484,6 @@ class IdentityProvider:
         ).digest()
         return signing_input + "." + _b64url(signature)
 
-    def _error_json(self, error):
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-        trace_id = str(uuid.uuid4())
-        return json_response(error.status, {
-            "error": error.error,
-            "error_description": f"AADSTS{error.code}: {error.description} "
-                                 f"Trace ID: {trace_id} Timestamp: {now}",
-            "error_codes": [error.code],
-            "timestamp": now,
-            "trace_id": trace_id,
-            "correlation_id": str(uuid.uuid4()),
-        }, {"Cache-Control": "no-store"})
 
 
 def _add_query(uri, parameters):
