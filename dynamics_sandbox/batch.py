@@ -393,7 +393,7 @@ class BatchProcessor:
             except ValueError:
                 port = None
             if (parts.scheme != "https" or parts.hostname not in LOOPBACK_HOSTS
-                    or port != self.web_api.settings.port):
+                    or port != self.web_api.port):
                 raise _invalid(
                     f"The URL '{url}' in the batch does not address this service. Use a "
                     f"path such as '{API_PREFIX}leads' or '{request.base_url}{API_PREFIX}leads'."

@@ -155,7 +155,8 @@ def require_privilege(store, user, action, table):
     raise DataverseError(
         403, "0x80040220",
         f"Principal user (Id={user_id}, type=8, roleCount={len(role_ids)}, "
-        f"privilegeCount={len(granted)}, accessMode=0, MetadataCachePrivilegesCount=0, "
+        f"privilegeCount={len(granted)}, accessMode={user.get('accessmode') or 0}, "
+        "MetadataCachePrivilegesCount=0, "
         f"businessUnitId={seed.BUSINESS_UNIT_ID}), is missing {name} privilege "
         f"(Id={seed.privilege_id(name)}) on OTC={table.object_type_code} for entity "
         f"'{table.logical_name}'. context.Caller={user_id}",

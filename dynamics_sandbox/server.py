@@ -1,4 +1,10 @@
-"""Threaded HTTPS server that serves the sign-in endpoints and the Web API on loopback."""
+"""Threaded HTTPS servers for the sign-in endpoints, discovery and the Web API on loopback.
+
+SandboxServer listens on the main port and serves the sign-in endpoints, the Global
+Discovery Service and the Web API of Contoso Sales. It starts, stops and closes one
+EnvironmentServer per extra environment, each serving that environment's Web API on a
+port of its own (see environments.py).
+"""
 
 import ipaddress
 import logging
@@ -14,10 +20,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from . import environments, seed
 from .certs import ensure_certificate
+from .discovery import GlobalDiscovery
 from .faults import Faults
 from .identity import IdentityProvider, is_identity_path
-from .store import Store
 from .web import LOOPBACK_HOSTS, Request, Response, json_response
 
 logger = logging.getLogger(__name__)
@@ -186,21 +193,27 @@ def check_loopback(host):
 
 
 class SandboxApp:
-    """Route a request to the sign-in endpoints or the Web API and log it."""
+    """Route a request to the first handler that serves its path, and log it in `store`.
 
-    def __init__(self, store, settings, faults=None):
-        from .webapi import WebApi
+    Each handler has a handle(request) method that returns a Response, or None for a
+    path it does not serve.
+    """
 
+    def __init__(self, store, handlers):
         self.store = store
-        self.settings = settings
-        self.faults = faults or Faults(**settings.faults)
-        self.identity = IdentityProvider(store, settings, self.faults)
-        self.web_api = WebApi(store, settings, self.faults)
+        self.handlers = handlers
+
+    def _dispatch(self, request):
+        for handler in self.handlers:
+            response = handler.handle(request)
+            if response is not None:
+                return response
+        return None
 
     def __call__(self, request):
         started = time.monotonic()
         try:
-            response = self.identity.handle(request) or self.web_api.handle(request)
+            response = self._dispatch(request)
             if response is None:
                 response = json_response(404, {"error": {
                     "code": "0x8006088a",
@@ -350,37 +363,38 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s " + format, self.address_string(), *args)
 
 
-class SandboxServer(ThreadingHTTPServer):
+class _HttpsServer(ThreadingHTTPServer):
+    """A threaded HTTPS server on a loopback address, with the sandbox's certificate."""
+
     daemon_threads = True
 
-    def __init__(self, settings: SandboxSettings):
+    def __init__(self, settings: SandboxSettings, port):
         check_loopback(settings.host)
         self.address_family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
         if settings.host == "localhost":
             settings.host = "127.0.0.1"
-        super().__init__((settings.host, settings.port), _Handler)
-        settings.port = self.server_address[1]
+        super().__init__((settings.host, port), _Handler)
         self.settings = settings
         self.public_host = f"[{settings.host}]" if ":" in settings.host else settings.host
 
-        ca_path, cert_path, key_path = ensure_certificate(settings.data_dir)
-        self.ca_bundle = ca_path
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert_path, key_path)
+        try:
+            ca_path, cert_path, key_path = ensure_certificate(settings.data_dir)
+            self.ca_bundle = ca_path
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(cert_path, key_path)
+        except BaseException:
+            self.socket.close()
+            raise
         # The handshake runs on the first read in the request thread, so a client that
         # stalls during it cannot block the accept loop.
         self.socket = context.wrap_socket(
             self.socket, server_side=True, do_handshake_on_connect=False
         )
 
-        self.store = Store(settings.data_dir, cache=True)
-        self.faults = Faults(**settings.faults)
-        self.app = SandboxApp(self.store, settings, self.faults)
-
     @property
     def base_url(self):
-        return f"https://{self.public_host}:{self.settings.port}"
+        return f"https://{self.public_host}:{self.server_address[1]}"
 
     def get_request(self):
         connection, address = super().get_request()
@@ -400,14 +414,110 @@ class SandboxServer(ThreadingHTTPServer):
             return
         logger.warning("Connection from %s failed", client_address, exc_info=True)
 
+
+class EnvironmentServer(_HttpsServer):
+    """Serve the Web API of one extra environment, with its own store, on its own port.
+
+    Tokens are checked against the grants of the main server's store, and 401
+    responses point to the main server's sign-in endpoints.
+    """
+
+    def __init__(self, settings, port, environment_seed, grants, faults, sign_in_url):
+        from .webapi import WebApi
+
+        super().__init__(settings, port)
+        try:
+            self.store = environments.open_store(
+                settings.data_dir, environment_seed.unique_name, cache=True
+            )
+        except BaseException:
+            self.socket.close()
+            raise
+        self.environment = environments.make_environment(
+            environment_seed, self.base_url, self.store
+        )
+        self.web_api = WebApi(
+            self.store, settings, faults, organization_id=environment_seed.organization_id,
+            grants=grants, port=self.server_address[1], sign_in_url=sign_in_url,
+        )
+        self.app = SandboxApp(self.store, [self.web_api])
+
     def server_close(self):
         super().server_close()
         self.store.close()
 
 
-def serve_in_thread(server):
+class SandboxServer(_HttpsServer):
+    """Serve sign-in, discovery and Contoso Sales, and run the extra environments' servers.
+
+    `environments` lists every environment, Contoso Sales first.
+    """
+
+    def __init__(self, settings: SandboxSettings):
+        from .webapi import WebApi
+
+        requested_port = settings.port
+        super().__init__(settings, settings.port)
+        settings.port = self.server_address[1]
+
+        self.store = environments.open_store(settings.data_dir, seed.CONTOSO_SALES, cache=True)
+        self.faults = Faults(**settings.faults)
+        self.environment_servers = []
+        self._serving = []
+        try:
+            extra_seeds = [environment for environment in seed.ENVIRONMENTS
+                           if environment.unique_name != seed.CONTOSO_SALES]
+            for index, environment_seed in enumerate(extra_seeds):
+                self.environment_servers.append(EnvironmentServer(
+                    settings, environments.extra_environment_port(requested_port, index),
+                    environment_seed, self.store, self.faults, self.base_url,
+                ))
+        except BaseException:
+            self.server_close()
+            raise
+
+        sales_seed = seed.ENVIRONMENTS_BY_UNIQUE_NAME[seed.CONTOSO_SALES]
+        self.environments = [environments.make_environment(sales_seed, self.base_url, self.store)]
+        self.environments += [server.environment for server in self.environment_servers]
+        self.app = SandboxApp(self.store, [
+            IdentityProvider(self.store, settings, self.faults),
+            GlobalDiscovery(self.store, self.environments),
+            WebApi(self.store, settings, self.faults, organization_id=sales_seed.organization_id),
+        ])
+
+    @property
+    def base_url(self):
+        return f"https://{self.public_host}:{self.settings.port}"
+
+    def serve_forever(self, poll_interval=0.5):
+        """Serve the extra environments in background threads and this server here."""
+        for server in self.environment_servers:
+            if server not in self._serving:
+                serve_in_thread(server, poll_interval)
+                self._serving.append(server)
+        super().serve_forever(poll_interval)
+
+    def shutdown(self):
+        self._stop_environment_servers()
+        super().shutdown()
+
+    def _stop_environment_servers(self):
+        # shutdown() waits for serve_forever to return, so it would block forever on a
+        # server that never started serving.
+        while self._serving:
+            self._serving.pop().shutdown()
+
+    def server_close(self):
+        self._stop_environment_servers()
+        for server in self.environment_servers:
+            server.server_close()
+        super().server_close()
+        self.store.close()
+
+
+def serve_in_thread(server, poll_interval=0.1):
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1},
+        target=server.serve_forever, kwargs={"poll_interval": poll_interval},
         name="dynamics-sandbox", daemon=True,
     )
     thread.start()

@@ -138,13 +138,25 @@ def _not_found_segment(segment):
 
 
 class WebApi:
-    """Handle /api/data/v9.2/ requests for one sandbox."""
+    """Handle /api/data/v9.2/ requests for one environment of the sandbox.
 
-    def __init__(self, store, settings, faults=None):
+    `store` holds the environment's records and `grants` the sign-in grants, which
+    live in the main store for every environment (`store` when None). `port` is the
+    environment's port, which a token's audience must name (settings.port when None).
+    `sign_in_url` is the https://HOST:PORT of the sign-in endpoints that 401 responses
+    point to (the request's own server when None).
+    """
+
+    def __init__(self, store, settings, faults=None, *, organization_id=seed.ORGANIZATION_ID,
+                 grants=None, port=None, sign_in_url=None):
         from .batch import BatchProcessor
 
         self.store = store
+        self.grants = grants or store
         self.settings = settings
+        self.organization_id = organization_id
+        self._port = port
+        self.sign_in_url = sign_in_url
         self.faults = faults or Faults()
         self.protection = ServiceProtection(
             settings.rate_limit_requests, settings.rate_limit_concurrent,
@@ -235,8 +247,18 @@ class WebApi:
 
     # Authentication
 
+    @property
+    def port(self):
+        return self._port if self._port is not None else self.settings.port
+
     def authenticate(self, request):
-        authority = f"{request.base_url}/{seed.TENANT_NAME}"
+        """Return the systemuser that the request's bearer token acts as.
+
+        Raise 401 for a missing, unknown, expired or revoked token, for a token issued
+        for another resource (such as another environment) and for a disabled user,
+        and 403 when the token's user or app has no systemuser in this environment.
+        """
+        authority = f"{self.sign_in_url or request.base_url}/{seed.TENANT_NAME}"
         challenge = {
             "WWW-Authenticate": f"Bearer authorization_uri={authority}/oauth2/authorize, "
                                 f"resource_id={request.base_url}",
@@ -245,18 +267,44 @@ class WebApi:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized(challenge)
-        grant = self.store.get_grant(ACCESS_TOKEN, token.strip())
+        grant = self.grants.get_grant(ACCESS_TOKEN, token.strip())
         if grant is None or grant["expired"] or grant["revoked"]:
             raise _unauthorized(challenge)
         if not self._is_own_audience(grant["audience"]):
+            logger.info("Rejected a token for %r at the environment on port %d",
+                        grant["audience"], self.port)
             raise _unauthorized(challenge)
-        user = self.store.get("systemuser", grant["systemuserid"])
+        user = self._principal(grant)
         if user is None or user["isdisabled"]:
             raise _unauthorized(challenge)
         return user
 
+    def _principal(self, grant):
+        """Return this environment's systemuser for the token's user or app.
+
+        A user is found by its Entra object id, and an app by its application user.
+        Tokens stored without either (as tests create them) name the systemuserid.
+        """
+        if grant.get("app_only"):
+            user = self.store.user_by_application_id(grant["appid"])
+        elif grant.get("oid"):
+            user = self.store.user_by_object_id(grant["oid"])
+        else:
+            return self.store.get("systemuser", grant["systemuserid"])
+        if user is None:
+            # NOTE: the same error for an app without an application user is
+            # unconfirmed; Dataverse documents it for users only.
+            logger.warning("Token of %s has no systemuser in organization %s",
+                           grant.get("appid") if grant.get("app_only") else grant.get("oid"),
+                           self.organization_id)
+            raise DataverseError(403, "0x80072560", "The user is not a member of the organization.")
+        return user
+
     def _is_own_audience(self, audience):
-        """Accept a token for https://127.0.0.1:PORT, https://localhost:PORT or [::1]."""
+        """Accept a token for https://127.0.0.1:PORT, https://localhost:PORT or [::1].
+
+        A resource with a path, such as the discovery service's, is another audience.
+        """
         parts = urlsplit(audience)
         try:
             port = parts.port or 443
@@ -265,7 +313,8 @@ class WebApi:
         return (
             parts.scheme == "https"
             and parts.hostname in LOOPBACK_HOSTS
-            and port == self.settings.port
+            and port == self.port
+            and parts.path in ("", "/")
         )
 
     # Routing
@@ -292,7 +341,7 @@ class WebApi:
                                   "#Microsoft.Dynamics.CRM.WhoAmIResponse",
                 "BusinessUnitId": seed.BUSINESS_UNIT_ID,
                 "UserId": user["systemuserid"],
-                "OrganizationId": seed.ORGANIZATION_ID,
+                "OrganizationId": self.organization_id,
             })
         if name == "EntityDefinitions" and key is not None:
             _require_method(request, "GET")
