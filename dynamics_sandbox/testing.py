@@ -5,6 +5,19 @@
     running.faults.update(error_rate=0.2)        # fault injection, see faults.py
     running.stop()
 
+The sandbox serves two environments with separate records. Contoso Sales
+(`contososales`) is at `base_url`, where `store` keeps its records, and Contoso Events
+(`contosoevents`) at a port of its own, the main port + 1 when the main port is fixed:
+
+    events = running.environment("contosoevents")
+    events.url, events.store, events.environment_id, events.name
+    running.discovery_url      # {base_url}/globaldisco, the Global Discovery Service
+
+Sign-in stays at `authority` for every environment. A token is valid only at the
+environment (or discovery service) whose resource its scope named, such as
+`{events.url}/.default`, and a refresh token may be redeemed for any of them. Fault
+injection and the latency model apply to every environment.
+
     process, base_url = start_sandbox_process(tmp_path)   # `manage.py dynamics_sandbox`
 
     location = sign_in_with_form(authorize_url, "sam.sales@contoso.example", ca_bundle)
@@ -26,6 +39,8 @@ from urllib.parse import urljoin
 
 import requests
 
+from .discovery import DISCOVERY_PATH
+from .environments import SandboxEnvironment
 from .faults import Faults
 from .identity import USER_FIELD
 from .seed import TENANT_NAME
@@ -40,6 +55,7 @@ SIGN_IN_TIMEOUT = 10
 __all__ = [
     "USER_FIELD",
     "RunningSandbox",
+    "SandboxEnvironment",
     "sign_in_with_form",
     "start_sandbox",
     "start_sandbox_process",
@@ -59,6 +75,21 @@ class RunningSandbox:
     # Fault injection settings, changeable while the server runs (see faults.py).
     faults: Faults
     _server: SandboxServer = field(repr=False)
+    # Every environment that the sandbox serves, Contoso Sales first.
+    environments: list[SandboxEnvironment] = field(default_factory=list)
+
+    @property
+    def discovery_url(self):
+        """Return the Global Discovery Service's URL, which is also its token resource."""
+        return f"{self.base_url}{DISCOVERY_PATH}"
+
+    def environment(self, unique_name):
+        """Return the SandboxEnvironment with this UniqueName, or raise KeyError."""
+        for environment in self.environments:
+            if environment.unique_name == unique_name:
+                return environment
+        names = ", ".join(environment.unique_name for environment in self.environments)
+        raise KeyError(f"Unknown environment {unique_name!r}. Use one of: {names}.")
 
     def stop(self):
         """Stop serving and close the server socket and the store."""
@@ -124,15 +155,18 @@ def start_sandbox(data_dir, host="127.0.0.1", port=0, *, client_id=None, client_
         client_secret=settings.client_secret,
         faults=server.faults,
         _server=server,
+        environments=list(server.environments),
     )
 
 
 def start_sandbox_process(data_dir, port=0, env=None, timeout=60):
     """Run `manage.py dynamics_sandbox` as a child process and wait for its ready line.
 
-    Return (Popen, base_url). `env` replaces the child's environment when given. The
-    caller stops the process (terminate() and wait()). Raise RuntimeError if the
-    process exits or prints no ready line within `timeout` seconds.
+    Return (Popen, base_url), where base_url is Contoso Sales' URL; the lines after the
+    ready line name the other environments' URLs. `env` replaces the child's
+    environment when given. The caller stops the process (terminate() and wait()).
+    Raise RuntimeError if the process exits or prints no ready line within `timeout`
+    seconds.
     """
     command = [
         sys.executable, str(MANAGE_PY), "dynamics_sandbox",

@@ -45,6 +45,11 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         self.stdout.write(f"Dynamics sandbox listening on {server.base_url}")
+        for environment in server.environments[1:]:
+            self.stdout.write(
+                f"Dynamics sandbox environment {environment.unique_name} "
+                f"({environment.name}) listening on {environment.url}"
+            )
         self.stdout.flush()
         try:
             server.serve_forever(poll_interval=0.2)

@@ -5,9 +5,9 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from dynamics_sandbox import schema
+from dynamics_sandbox import schema, seed
+from dynamics_sandbox.environments import open_store
 from dynamics_sandbox.records import serialize
-from dynamics_sandbox.store import Store
 
 
 class Command(BaseCommand):
@@ -23,13 +23,18 @@ class Command(BaseCommand):
             "--data-dir", default=str(settings.SANDBOX_DATA_DIR),
             help="Sandbox data folder (default: SANDBOX_DATA_DIR, %(default)s).",
         )
+        parser.add_argument(
+            "--environment", default=seed.CONTOSO_SALES,
+            choices=sorted(seed.ENVIRONMENTS_BY_UNIQUE_NAME),
+            help="UniqueName of the environment whose records to print (default: %(default)s).",
+        )
 
     def handle(self, *args, **options):
         table = schema.table_for(options["table"])
         if table is None:
             names = ", ".join(sorted(schema.TABLES) + sorted(schema.TABLES_BY_ENTITY_SET))
             raise CommandError(f"Unknown table {options['table']!r}. Use one of: {names}.")
-        store = Store(options["data_dir"])
+        store = open_store(options["data_dir"], options["environment"])
         try:
             records = [serialize(table, record) for record in store.records(table.logical_name)]
         finally:
