@@ -203,8 +203,16 @@ SYNC_SWEEP_MINUTES = env.int("SYNC_SWEEP_MINUTES", default=5)
 
 # Dynamics 365 connection. The defaults point at the local sandbox started by
 # `python manage.py dynamics_sandbox`; see README.md for a real org.
+# The sign-in authority of the deployment's app registration. For a multi-tenant app it
+# ends in /organizations; the per-tenant authority of application users (client
+# credentials need a tenant) replaces that last path segment with the tenant id.
 DYNAMICS_AUTHORITY = env.str("DYNAMICS_AUTHORITY", default="https://127.0.0.1:8443/sandbox-tenant")
+# The environment that "Connect to this URL" suggests, and that new integrations start with.
 DYNAMICS_ORG_URL = env.str("DYNAMICS_ORG_URL", default="https://127.0.0.1:8443")
+# The Global Discovery Service that lists the environments a signed-in admin can reach.
+# Other clouds have their own, for example https://globaldisco.crm.microsoftdynamics.us.
+DYNAMICS_DISCOVERY_URL = env.str("DYNAMICS_DISCOVERY_URL",
+                                 default="https://127.0.0.1:8443/globaldisco")
 DYNAMICS_CLIENT_ID = env.str("DYNAMICS_CLIENT_ID", default="00000000-0000-4000-8000-00000000c1d0")
 DYNAMICS_CLIENT_SECRET = env.str("DYNAMICS_CLIENT_SECRET", default="sandbox-client-secret")
 # Redirect URI registered for the app; empty builds it from the incoming request.
@@ -229,6 +237,14 @@ TOKEN_CACHE_KEY = _required("TOKEN_CACHE_KEY")
 # file under SANDBOX_DATA_DIR, apart from the product's database.
 SANDBOX_HOST = env.str("SANDBOX_HOST", default="127.0.0.1")
 SANDBOX_PORT = env.int("SANDBOX_PORT", default=8443)
+
+# Hosts besides Microsoft's Dynamics domains (*.dynamics.com, *.microsoftdynamics.us,
+# *.dynamics.cn) that may serve an environment. Only a deployment whose sign-in is the
+# sandbox trusts the sandbox host by default; a real deployment leaves this empty.
+DYNAMICS_EXTRA_ENVIRONMENT_HOSTS = env.list(
+    "DYNAMICS_EXTRA_ENVIRONMENT_HOSTS",
+    default=[SANDBOX_HOST] if DYNAMICS_AUTHORITY.startswith(f"https://{SANDBOX_HOST}:") else [],
+)
 
 LOGGING = {
     "version": 1,
