@@ -12,7 +12,9 @@ from .sync import mappings
 
 # Written by the sign-in and sync code, never by hand.
 CONNECTION_FIELDS = (
-    "status", "connected_by", "integration_user_email", "integration_user_name",
+    "status", "auth_mode", "environment_name", "environment_unique_name", "environment_id",
+    "tenant_id", "app_client_id", "connected_by", "integration_user_email",
+    "integration_user_name",
     "dynamics_user_id", "dynamics_roles", "connected_at", "authorized_at", "last_error",
     "metadata_fetched_at", "created_at", "updated_at",
 )
@@ -72,8 +74,10 @@ class IntegrationAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     readonly_fields = CONNECTION_FIELDS
     # An org URL typed without a scheme is an https URL (Django 6 makes this the default).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    # The encrypted token cache, the MSAL account and the raw metadata stay out of forms.
-    exclude = ("token_cache_encrypted", "msal_account_id", "dynamics_metadata")
+    # The encrypted token cache and client secret, the MSAL account and the raw metadata
+    # stay out of forms.
+    exclude = ("token_cache_encrypted", "app_client_secret_encrypted", "msal_account_id",
+               "dynamics_metadata")
     fieldsets = (
         (None, {"fields": ("team", "subteam", "org_url")}),
         ("General settings", {"fields": ("auto_sync", "primary_object")}),

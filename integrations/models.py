@@ -3,6 +3,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from .environments import validate_environment_url
+
 
 class Integration(models.Model):
     """A connection from a team (or one subteam) to a Dynamics 365 org, and its settings."""
@@ -12,6 +14,13 @@ class Integration(models.Model):
         CONNECTED = "connected", "Connected"
         # The refresh token or the app secret stopped working: an admin must sign in again.
         REAUTHORIZATION_NEEDED = "reauth", "Re-authorization needed"
+
+    class AuthMode(models.TextChoices):
+        # An admin signed in; the sync acts as that Dynamics user (delegated tokens).
+        SIGNED_IN_USER = "user", "Signed-in user"
+        # Server-to-server: the sync acts as an application user of the environment,
+        # with tokens from the client-credentials flow of the customer's own app.
+        APPLICATION_USER = "app", "Application user"
 
     class PrimaryObject(models.TextChoices):
         LEAD = "lead", "Leads"
@@ -24,8 +33,24 @@ class Integration(models.Model):
         related_name="integrations",
     )
     org_url = models.URLField(
-        "Dynamics org URL", help_text="For example https://contoso.crm.dynamics.com"
+        "Dynamics org URL", help_text="For example https://contoso.crm.dynamics.com",
+        validators=[validate_environment_url],
     )
+    # The environment as the Global Discovery Service names it; empty when the admin
+    # entered the URL instead of picking from the list.
+    environment_name = models.CharField(max_length=200, blank=True)
+    environment_unique_name = models.CharField(max_length=200, blank=True)
+    environment_id = models.CharField(max_length=36, blank=True)
+    # The Microsoft Entra tenant of the environment. Tokens are renewed, and application
+    # users sign in, at this tenant's authority.
+    # A GUID, or a domain such as contoso.onmicrosoft.com as an admin may enter it.
+    tenant_id = models.CharField(max_length=255, blank=True)
+    auth_mode = models.CharField(max_length=4, choices=AuthMode.choices,
+                                 default=AuthMode.SIGNED_IN_USER)
+    # The application (client) id of the customer's app registration in application
+    # user mode, and its client secret, Fernet-encrypted with settings.TOKEN_CACHE_KEY.
+    app_client_id = models.CharField(max_length=36, blank=True)
+    app_client_secret_encrypted = models.TextField(blank=True)
     auto_sync = models.BooleanField(
         default=True, help_text="Push every new lead to Dynamics as soon as it is captured."
     )
@@ -95,6 +120,15 @@ class Integration(models.Model):
     @property
     def is_connected(self):
         return self.status == self.Status.CONNECTED
+
+    @property
+    def has_credentials(self):
+        """Whether a sign-in or an application user's secret is stored."""
+        return bool(self.token_cache_encrypted or self.app_client_secret_encrypted)
+
+    @property
+    def uses_application_user(self):
+        return self.auth_mode == self.AuthMode.APPLICATION_USER
 
 
 class FieldMapping(models.Model):
