@@ -425,6 +425,8 @@ class EnvironmentServer(_HttpsServer):
     def __init__(self, settings, port, environment_seed, grants, faults, sign_in_url):
         from .webapi import WebApi
 
+        # socketserver calls server_close() when binding fails, before there is a store.
+        self.store = None
         super().__init__(settings, port)
         try:
             self.store = environments.open_store(
@@ -444,7 +446,8 @@ class EnvironmentServer(_HttpsServer):
 
     def server_close(self):
         super().server_close()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
 
 
 class SandboxServer(_HttpsServer):
@@ -457,13 +460,15 @@ class SandboxServer(_HttpsServer):
         from .webapi import WebApi
 
         requested_port = settings.port
+        # socketserver calls server_close() when binding fails, so these exist first.
+        self.store = None
+        self.environment_servers = []
+        self._serving = []
         super().__init__(settings, settings.port)
         settings.port = self.server_address[1]
 
         self.store = environments.open_store(settings.data_dir, seed.CONTOSO_SALES, cache=True)
         self.faults = Faults(**settings.faults)
-        self.environment_servers = []
-        self._serving = []
         try:
             extra_seeds = [environment for environment in seed.ENVIRONMENTS
                            if environment.unique_name != seed.CONTOSO_SALES]
@@ -512,7 +517,8 @@ class SandboxServer(_HttpsServer):
         for server in self.environment_servers:
             server.server_close()
         super().server_close()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
 
 
 def serve_in_thread(server, poll_interval=0.1):
