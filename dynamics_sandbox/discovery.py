@@ -8,7 +8,7 @@ Served on the sandbox's main port, where DISCOVERY_URL is {base_url}/globaldisco
 
 A request needs a bearer token issued for the resource {base_url}/globaldisco, which is
 the resource of the scope `{base_url}/globaldisco/.default`. As the real service at
-https://globaldisco.crm.dynamics.com does, the list holds one Instance per environment
+https://globaldisco.crm.dynamics.com does, the list contains one Instance per environment
 in which the signed-in user has an enabled systemuser, matched by Entra object id.
 """
 
@@ -60,7 +60,9 @@ INSTANCE = schema.Table(
         _column("Url", schema.STRING),
         _column("ApiUrl", schema.STRING),
         _column("LastUpdated", schema.DATETIME),
-        _column("EnvironmentId", schema.UNIQUEIDENTIFIER),
+        # A string, because a tenant's default environment has an id such as
+        # "Default-<tenant id>".
+        _column("EnvironmentId", schema.STRING),
         _column("TenantId", schema.UNIQUEIDENTIFIER),
         _column("Region", schema.STRING),
         _column("Purpose", schema.STRING),
