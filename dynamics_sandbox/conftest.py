@@ -118,3 +118,21 @@ def reader_api(sandbox, tokens):
 def email():
     """A unique email address, so tests that share the sandbox do not see each other."""
     return f"lead.{uuid.uuid4().hex[:12]}@example.org"
+
+
+def sign_in_for(sandbox, app, email, resource):
+    """Run MSAL's auth code flow for `{resource}/.default` and return MSAL's result."""
+    flow = app.initiate_auth_code_flow(scopes=[resource + "/.default"], redirect_uri=REDIRECT_URI)
+    location = sign_in_with_form(flow["auth_uri"], email, sandbox.ca_bundle)
+    return app.acquire_token_by_auth_code_flow(flow, dict(parse_qsl(urlsplit(location).query)))
+
+
+def environment_api(sandbox, unique_name, token):
+    """Return an Api client for the Web API of the environment `unique_name`."""
+    api = Api(sandbox, token)
+    api.root = sandbox.environment(unique_name).url + "/api/data/v9.2/"
+    return api
+
+
+def token_endpoint(sandbox, tenant="sandbox-tenant"):
+    return f"{sandbox.base_url}/{tenant}/oauth2/v2.0/token"
