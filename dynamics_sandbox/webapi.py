@@ -12,7 +12,12 @@ Served requests (entity sets from schema.TABLES, all names case-sensitive):
     GET    /api/data/v9.2/systemusers(<id>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()
     GET    /api/data/v9.2/EntityDefinitions(LogicalName='<name>')/Attributes[/<cast>]
 
-Every request needs a bearer token that the sign-in endpoints issued for this server.
+Each environment (see environments.py) serves these at its own URL. Every request needs
+a bearer token that the sign-in endpoints issued for that URL: a token for another
+environment or for the discovery service gets 401. The token's user is the environment's
+systemuser with the same azureactivedirectoryobjectid, and an app-only token's is the
+application user whose applicationid is the token's client id. A token whose user or
+app has no systemuser in the environment gets 403 with code 0x80072560.
 """
 
 import json
@@ -292,8 +297,8 @@ class WebApi:
         else:
             return self.store.get("systemuser", grant["systemuserid"])
         if user is None:
-            # NOTE: the same error for an app without an application user is
-            # unconfirmed; Dataverse documents it for users only.
+            # NOTE: 0x80072560 is the error reported for users who are not members.
+            # That an app without an application user gets the same one is unconfirmed.
             logger.warning("Token of %s has no systemuser in organization %s",
                            grant.get("appid") if grant.get("app_only") else grant.get("oid"),
                            self.organization_id)
