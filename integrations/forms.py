@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from teams.models import Subteam
 
 from . import settings_page
+from .connection import TENANT_ID_PATTERN
+from .environments import validate_environment_url
 from .field_mappings import NUMBER_TYPES, TEXT_TYPES, validate_mapping
 from .models import FieldMapping, Integration
 from .sync import mappings
@@ -244,3 +246,83 @@ class AddSubteamIntegrationForm(forms.Form):
         if Integration.objects.filter(subteam=subteam).exists():
             raise ValidationError(f"The subteam {subteam.name} already has an integration.")
         return subteam
+
+
+# -- Connecting an environment -----------------------------------------------------------
+
+class EnvironmentUrlForm(forms.Form):
+    """Connect by entering the environment URL, then signing in."""
+
+    environment_url = forms.CharField(
+        label="Environment URL", max_length=255,
+        help_text="The address of the Dynamics 365 environment, for example "
+                  "https://contoso.crm.dynamics.com.",
+    )
+
+    def clean_environment_url(self):
+        return validate_environment_url(self.cleaned_data["environment_url"])
+
+
+class EnvironmentChoiceForm(forms.Form):
+    """Pick one of the environments that discovery listed for the signed-in admin."""
+
+    environment = forms.ChoiceField(label="Environment", widget=forms.RadioSelect)
+
+    def __init__(self, *args, environments, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only listed environments are valid choices, so a posted value can never name
+        # an environment (or URL) that discovery did not return for this sign-in.
+        self.environments = {environment_key(env): env for env in environments}
+        self.fields["environment"].choices = [
+            (key, f"{env.name} ({env.unique_name})" if env.unique_name else env.name)
+            for key, env in self.environments.items()
+        ]
+
+    def chosen(self):
+        return self.environments[self.cleaned_data["environment"]]
+
+
+def environment_key(environment):
+    """Return the form value that stands for one discovered environment."""
+    return environment.environment_id or environment.unique_name or environment.api_url
+
+
+class ApplicationUserForm(forms.Form):
+    """Connect as an application user of the environment (server-to-server)."""
+
+    environment_url = forms.CharField(
+        label="Environment URL", max_length=255,
+        help_text="For example https://contoso.crm.dynamics.com.",
+    )
+    tenant_id = forms.CharField(
+        label="Tenant ID", max_length=255,
+        help_text="The Microsoft Entra tenant of the environment: its directory (tenant) "
+                  "ID, or a domain such as contoso.onmicrosoft.com.",
+    )
+    client_id = forms.UUIDField(
+        label="Application (client) ID",
+        help_text="From the app registration's Overview page.",
+    )
+    client_secret = forms.CharField(
+        label="Client secret", max_length=1024, strip=True,
+        # The stored secret is never sent back to the browser.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="The secret's value from Certificates & secrets. It is stored "
+                  "encrypted and never shown again.",
+    )
+
+    def clean_environment_url(self):
+        return validate_environment_url(self.cleaned_data["environment_url"])
+
+    def clean_tenant_id(self):
+        tenant_id = self.cleaned_data["tenant_id"].strip()
+        if tenant_id.lower() in ("common", "organizations", "consumers") \
+                or not TENANT_ID_PATTERN.match(tenant_id):
+            raise ValidationError(
+                "Enter the tenant's ID (a GUID) or its domain, such as "
+                "contoso.onmicrosoft.com. An application user signs in at one tenant, "
+                "so common and organizations are not accepted.")
+        return tenant_id.lower()
+
+    def clean_client_id(self):
+        return str(self.cleaned_data["client_id"])

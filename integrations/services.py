@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from leads.models import Lead
 
-from . import connection, field_mappings, metadata
+from . import connection, environments, field_mappings, metadata
 from .client import errors
 from .models import Integration, SyncLog
 from .sync import bulk, engine, reads, writes
@@ -542,35 +542,101 @@ def get_or_create_team_integration(team):
     return integration
 
 
-def point_at_configured_org(integration):
-    """Move the integration to settings.DYNAMICS_ORG_URL if it points elsewhere.
+def connect_integration(integration, flow, auth_response, user, org_url=None):
+    """Finish the Microsoft sign-in for one environment and store who connected.
 
-    Called when an admin connects: after DYNAMICS_ORG_URL changes (from the sandbox to a
-    real org, say), signing in again is all it takes. Returns the previous URL, or "" when
-    nothing changed.
+    `org_url` is the environment the sign-in was for (entered or confirmed by the
+    admin); by default the integration's own. Reads the signed-in Dynamics user
+    (WhoAmI), its email and its security roles, stores the encrypted token cache and
+    queues the leads that waited for a connection. Raises connection.ConnectError or a
+    client error with a message for the admin.
     """
-    configured = settings.DYNAMICS_ORG_URL.rstrip("/")
-    previous = integration.org_url.rstrip("/")
-    if previous == configured:
-        return ""
-    integration.org_url = configured
-    integration.status = Integration.Status.DISCONNECTED
-    integration.dynamics_metadata = {}
-    integration.save(update_fields=["org_url", "status", "dynamics_metadata", "updated_at"])
-    logger.warning("Integration %s moved from org %s to %s", integration.pk, previous,
-                   configured)
-    return previous
+    org_url = environments.validate_environment_url(org_url or integration.org_url)
+    sign_in = connection.complete_sign_in(flow, auth_response)
+    return _store_connection(integration, user, org_url, sign_in.access_token, {
+        "auth_mode": Integration.AuthMode.SIGNED_IN_USER,
+        "tenant_id": sign_in.tenant_id,
+        "msal_account_id": sign_in.account_id,
+        "token_cache_encrypted": connection.encrypt_cache(sign_in.cache),
+        "app_client_id": "",
+        "app_client_secret_encrypted": "",
+    })
 
 
-def connect_integration(integration, flow, auth_response, user):
-    """Finish the Microsoft sign-in for `integration` and store who connected.
+def complete_discovery_sign_in(flow, auth_response):
+    """Finish a sign-in for the Global Discovery Service; return (SignIn, environments).
 
-    Reads the signed-in Dynamics user (WhoAmI), its email and its security roles, stores
-    the encrypted token cache and queues the leads that waited for a connection. Raises
-    connection.ConnectError or a client error with a message for the admin.
+    The environments are those the signed-in user can reach, as environments.Environment.
+    Raises connection.ConnectError, or environments.DiscoveryError when listing failed.
     """
-    cache, account_id, access_token = connection.complete_sign_in(flow, auth_response)
-    client = connection.client_for(integration, access_token=access_token)
+    sign_in = connection.complete_sign_in(flow, auth_response)
+    found = environments.list_environments(connection.http_session(), sign_in.access_token)
+    logger.info("Discovery sign-in of account %s listed %d environments",
+                sign_in.account_id, len(found))
+    return sign_in, found
+
+
+def connect_discovered_environment(integration, user, environment, encrypted_cache,
+                                   account_id):
+    """Connect `integration` to an environment picked from the discovery list.
+
+    `encrypted_cache` and `account_id` are those of the discovery sign-in: its refresh
+    token is redeemed for the environment's own scope, so the admin signs in only once.
+    """
+    cache = connection.decrypt_cache(encrypted_cache)
+    access_token = connection.token_for_environment(cache, account_id, environment.api_url,
+                                                    environment.tenant_id)
+    return _store_connection(integration, user, environment.api_url, access_token, {
+        "auth_mode": Integration.AuthMode.SIGNED_IN_USER,
+        "tenant_id": environment.tenant_id,
+        "environment_name": environment.name,
+        "environment_unique_name": environment.unique_name,
+        "environment_id": environment.environment_id,
+        "msal_account_id": account_id,
+        "token_cache_encrypted": connection.encrypt_cache(cache),
+        "app_client_id": "",
+        "app_client_secret_encrypted": "",
+    })
+
+
+def connect_application_user(integration, user, *, tenant_id, client_id, client_secret,
+                             org_url):
+    """Connect `integration` as an application user (server-to-server).
+
+    Gets a token through the client-credentials flow of the customer's app registration
+    at `tenant_id`, then reads the application user of the environment. Raises
+    connection.ConnectError when Entra ID rejects the app, and a client error when the
+    environment rejects it (the app is not an application user there, say).
+    """
+    org_url = environments.validate_environment_url(org_url)
+    # A new secret must not reuse a token that the previous one got.
+    connection.forget_application_tokens(integration.pk)
+    try:
+        access_token = connection.application_user_token(
+            integration.pk, tenant_id, client_id, client_secret, org_url)
+    except errors.AuthorizationRequired as error:
+        raise connection.ConnectError(error.message) from error
+    except errors.TransientError as error:
+        raise connection.ConnectError(f"{error.message} Try again later.") from error
+    return _store_connection(integration, user, org_url, access_token, {
+        "auth_mode": Integration.AuthMode.APPLICATION_USER,
+        "tenant_id": tenant_id,
+        "app_client_id": client_id,
+        "app_client_secret_encrypted": connection.encrypt_text(client_secret),
+        "msal_account_id": "",
+        "token_cache_encrypted": "",
+    })
+
+
+def _store_connection(integration, user, org_url, access_token, credentials):
+    """Read the Dynamics user behind `access_token` and store the connection.
+
+    `credentials` are the Integration fields of the new sign-in or application user.
+    A move to another environment drops the old environment's names, column metadata
+    and connection date; a re-authorization of the same one keeps the connection date.
+    """
+    probe = Integration(pk=integration.pk, org_url=org_url)
+    client = connection.client_for(probe, access_token=access_token)
     who = client.who_am_i()
     user_row = client.user_with_roles(who["UserId"])
     columns = {table: metadata.fetch_columns(client, table) for table in metadata.TABLES}
@@ -578,26 +644,41 @@ def connect_integration(integration, flow, auth_response, user):
     now = timezone.now()
     with transaction.atomic():
         integration = Integration.objects.select_for_update().get(pk=integration.pk)
+        previous_url = integration.org_url.rstrip("/")
+        moved = previous_url != org_url
+        if moved:
+            integration.org_url = org_url
+            integration.connected_at = None
+            for field in ("environment_name", "environment_unique_name", "environment_id"):
+                setattr(integration, field, "")
+        for field, value in credentials.items():
+            setattr(integration, field, value)
         integration.status = Integration.Status.CONNECTED
         integration.connected_by = user
         integration.dynamics_user_id = who["UserId"]
-        integration.integration_user_email = (
-            user_row.get("internalemailaddress") or user_row.get("domainname") or ""
-        )
+        if integration.uses_application_user:
+            # An application user has no mailbox; its name is what the page shows.
+            integration.integration_user_email = ""
+        else:
+            integration.integration_user_email = (
+                user_row.get("internalemailaddress") or user_row.get("domainname") or ""
+            )
         integration.integration_user_name = user_row.get("fullname") or ""
         integration.dynamics_roles = [role["name"] for role in user_row["roles"]]
         integration.connected_at = integration.connected_at or now
         integration.authorized_at = now
-        integration.msal_account_id = account_id
-        integration.token_cache_encrypted = connection.encrypt_cache(cache)
         integration.last_error = ""
         integration.dynamics_metadata = columns
         integration.metadata_fetched_at = now
         integration.save()
         queued = enqueue_waiting_leads(integration)
 
+    if moved:
+        logger.warning("Integration %s moved from environment %s to %s", integration.pk,
+                       previous_url, org_url)
     logger.info(
-        "Integration %s connected as Dynamics user %s by user %s; %d waiting leads queued",
-        integration.pk, integration.dynamics_user_id, user.pk, queued,
+        "Integration %s connected to %s (%s) as Dynamics user %s by user %s; %d waiting "
+        "leads queued", integration.pk, org_url, integration.auth_mode,
+        integration.dynamics_user_id, user.pk, queued,
     )
     return integration

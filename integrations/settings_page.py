@@ -154,16 +154,20 @@ def create_subteam_integration(user, subteam):
 
 
 def disconnect(integration, user):
-    """Delete the stored Microsoft sign-in and mark the integration disconnected.
+    """Delete the stored sign-in or application user secret and mark the integration
+    disconnected.
 
-    Settings and mappings stay, so reconnecting restores the sync as it was.
+    Settings, mappings and the environment stay, so reconnecting restores the sync as
+    it was.
     """
     old_status = integration.status
     integration.token_cache_encrypted = ""
     integration.msal_account_id = ""
+    integration.app_client_secret_encrypted = ""
     integration.status = Integration.Status.DISCONNECTED
-    integration.save(update_fields=["token_cache_encrypted", "msal_account_id", "status",
-                                    "updated_at"])
+    integration.save(update_fields=["token_cache_encrypted", "msal_account_id",
+                                    "app_client_secret_encrypted", "status", "updated_at"])
+    connection.forget_application_tokens(integration.pk)
     SettingsChange.objects.create(integration=integration, changed_by=user, changes={
         "status": {"old": old_status, "new": integration.status},
     })
@@ -297,7 +301,7 @@ def check_connection(integration):
     An expired or revoked sign-in also marks the integration "Re-authorization needed",
     as a sync would.
     """
-    if not integration.token_cache_encrypted:
+    if not integration.has_credentials:
         return [Check("Sign-in", False, "No Microsoft sign-in is stored. Click Connect "
                                         "Dynamics first.")]
     client = connection.client_for(integration)

@@ -5,6 +5,7 @@ integration of their team, subteam admins only their subteam's) and call service
 """
 
 import logging
+import time
 
 from django.conf import settings
 from django.contrib import messages
@@ -19,13 +20,17 @@ from leads.models import Lead
 from teams.models import Team
 from teams.selectors import subteams_administered_by, teams_administered_by
 
-from . import connection, forms, services, settings_page
+from . import connection, environments, forms, services, settings_page
 from .client import errors
 from .models import FieldMapping, Integration
 
 logger = logging.getLogger(__name__)
 
 SIGN_IN_SESSION_KEY = "dynamics_sign_in"
+# The environments a discovery sign-in listed, kept until the admin picks one.
+DISCOVERY_SESSION_KEY = "dynamics_discovery"
+# Seconds the admin has to pick an environment after signing in.
+DISCOVERY_PICK_SECONDS = 15 * 60
 # Entries of the settings history shown on the page. The admin lists all of them.
 HISTORY_LENGTH = 10
 
@@ -100,6 +105,9 @@ def _render_page(request, integration, form=None, formset=None, status=200):
         "managed": managed,
         "integration": integration,
         "default_org_url": settings.DYNAMICS_ORG_URL,
+        "url_form": forms.EnvironmentUrlForm(initial={
+            "environment_url": integration.org_url if integration else
+            settings.DYNAMICS_ORG_URL}),
         "teams_to_connect": teams_to_connect,
         "add_subteam_form": add_subteam_form,
         "has_any_access": bool(managed or teams_to_connect
@@ -144,7 +152,7 @@ def permissions(request, integration_id):
     integration = _managed_integration(request.user, integration_id)
     context = {"title": "Dynamics permissions", "integration": integration,
                "depths": settings_page.DEPTHS}
-    if not integration.token_cache_encrypted:
+    if not integration.has_credentials:
         context["error"] = "The integration is not connected. Connect Dynamics first."
     else:
         try:
@@ -161,30 +169,66 @@ def permissions(request, integration_id):
 @login_required
 @require_POST
 def connect(request, team_id):
-    """Start the Microsoft sign-in that connects the team's full-team integration."""
+    """Start connecting the team's full-team integration (see `_start_connect`)."""
     team = _administered_team(request.user, team_id)
     integration = services.get_or_create_team_integration(team)
-    return _start_sign_in(request, integration)
+    return _start_connect(request, integration)
 
 
 @login_required
 @require_POST
 def connect_integration(request, integration_id):
-    """Start the sign-in for an existing integration (Reconnect, or a subteam's)."""
+    """Start connecting an existing integration (Reconnect, or a subteam's)."""
     integration = _managed_integration(request.user, integration_id)
-    return _start_sign_in(request, integration)
+    return _start_connect(request, integration)
 
 
-def _start_sign_in(request, integration):
-    previous_org = services.point_at_configured_org(integration)
-    if previous_org:
-        messages.warning(request, f"The Dynamics org changed from {previous_org} to "
-                                  f"{integration.org_url}; sign in to the new org.")
+def _start_connect(request, integration):
+    """Start the Microsoft sign-in chosen by the POST.
+
+    mode=discover signs in for the Global Discovery Service and then lists the
+    environments. Otherwise the sign-in is for `environment_url`, or without one for the
+    integration's current environment; an application user's integration instead opens
+    its form, because reconnecting it needs the client secret.
+    """
+    if request.POST.get("mode") == "discover":
+        return _start_sign_in(request, integration, None)
+    if "environment_url" not in request.POST:
+        if integration.uses_application_user:
+            return redirect("integrations:application-user", integration.pk)
+        org_url = integration.org_url
+    else:
+        form = forms.EnvironmentUrlForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Not connected: "
+                           + " ".join(form.errors["environment_url"]))
+            return redirect(_settings_url(integration))
+        org_url = form.cleaned_data["environment_url"]
+    try:
+        org_url = environments.validate_environment_url(org_url)
+    except ValidationError as error:
+        messages.error(request, f"Not connected: {error.messages[0]}")
+        return redirect(_settings_url(integration))
+    return _start_sign_in(request, integration, org_url)
+
+
+def _start_sign_in(request, integration, org_url):
+    """Redirect to the Microsoft sign-in for `org_url`, or for discovery when None."""
     redirect_uri = settings.DYNAMICS_REDIRECT_URI or request.build_absolute_uri(
         reverse("integrations:callback")
     )
     try:
-        flow = connection.begin_sign_in(integration.org_url, redirect_uri)
+        if org_url is None:
+            flow = connection.begin_discovery_sign_in(redirect_uri)
+        else:
+            flow = connection.begin_sign_in(org_url, redirect_uri)
+    except ValidationError as error:
+        # DYNAMICS_DISCOVERY_URL is not a Dynamics host.
+        logger.error("Discovery sign-in refused for integration %s: %s", integration.pk,
+                     error.messages[0])
+        messages.error(request, f"The discovery service is misconfigured: "
+                                f"{error.messages[0]}")
+        return redirect(_settings_url(integration))
     except (ValueError, OSError) as error:
         # MSAL raises ValueError when the authority's discovery document is unusable, and
         # requests raises OSError subclasses when the authority cannot be reached.
@@ -192,9 +236,12 @@ def _start_sign_in(request, integration):
         messages.error(request, f"Could not reach the Microsoft sign-in at "
                                 f"{settings.DYNAMICS_AUTHORITY}: {error}")
         return redirect(_settings_url(integration))
-    request.session[SIGN_IN_SESSION_KEY] = {"flow": flow, "integration_id": integration.pk}
-    logger.info("Sign-in started for integration %s by user %s", integration.pk,
-                request.user.pk)
+    request.session[SIGN_IN_SESSION_KEY] = {
+        "flow": flow, "integration_id": integration.pk,
+        "mode": "discover" if org_url is None else "url", "org_url": org_url,
+    }
+    logger.info("Sign-in started for integration %s by user %s (%s)", integration.pk,
+                request.user.pk, org_url or "discovery")
     return redirect(flow["auth_uri"])
 
 
@@ -214,9 +261,11 @@ def callback(request):
         messages.error(request, "The sign-in response carried no authorization code. "
                                 "Click Connect Dynamics to start again.")
         return redirect(_settings_url(integration))
+    if pending.get("mode") == "discover":
+        return _list_environments(request, integration, pending["flow"], response)
     try:
         integration = services.connect_integration(
-            integration, pending["flow"], response, request.user
+            integration, pending["flow"], response, request.user, org_url=pending["org_url"]
         )
     except connection.ConnectError as error:
         logger.warning("Sign-in failed for integration %s: %s", integration.pk, error)
@@ -226,11 +275,160 @@ def callback(request):
                      integration.pk, error)
         messages.error(request, f"Signed in, but reading your Dynamics user failed: {error}")
     else:
-        messages.success(
-            request,
-            f"Connected to Dynamics as {integration.integration_user_email}.",
-        )
+        messages.success(request, _connected_message(integration))
     return redirect(_settings_url(integration))
+
+
+def _connected_message(integration):
+    where = integration.environment_name or integration.org_url
+    if integration.uses_application_user:
+        return (f"Connected to Dynamics ({where}) as the application user "
+                f"{integration.integration_user_name or integration.app_client_id}.")
+    return f"Connected to Dynamics as {integration.integration_user_email} ({where})."
+
+
+def _list_environments(request, integration, flow, response):
+    """Finish a discovery sign-in and keep its environments for the pick page."""
+    try:
+        sign_in, found = services.complete_discovery_sign_in(flow, response)
+    except (connection.ConnectError, environments.DiscoveryError) as error:
+        logger.warning("Discovery sign-in failed for integration %s: %s", integration.pk,
+                       error)
+        messages.error(request, str(error))
+        return redirect(_settings_url(integration))
+    if not found:
+        messages.error(request, f"{sign_in.username or 'The signed-in user'} cannot reach "
+                                "any Dynamics 365 environment. Sign in as another user, or "
+                                "connect by entering the environment URL.")
+        return redirect(_settings_url(integration))
+    # The session is stored server-side (database sessions); the sign-in's token cache
+    # stays encrypted there until the admin picks an environment.
+    request.session[DISCOVERY_SESSION_KEY] = {
+        "integration_id": integration.pk,
+        "cache": connection.encrypt_cache(sign_in.cache),
+        "account_id": sign_in.account_id,
+        "username": sign_in.username,
+        "environments": [env.as_dict() for env in found],
+        "started": time.time(),
+    }
+    return redirect("integrations:choose-environment", integration.pk)
+
+
+def _pending_discovery(request, integration):
+    """Return the discovery result kept for `integration`, or None when there is none
+    or it is older than DISCOVERY_PICK_SECONDS."""
+    pending = request.session.get(DISCOVERY_SESSION_KEY)
+    if not pending or pending.get("integration_id") != integration.pk:
+        return None
+    if time.time() - pending.get("started", 0) > DISCOVERY_PICK_SECONDS:
+        request.session.pop(DISCOVERY_SESSION_KEY, None)
+        return None
+    return pending
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def choose_environment(request, integration_id):
+    """List the environments discovery found, and connect the one the admin picks."""
+    integration = _managed_integration(request.user, integration_id)
+    pending = _pending_discovery(request, integration)
+    if pending is None:
+        messages.error(request, "No list of environments is waiting for this integration. "
+                                "Click Connect Dynamics to sign in again.")
+        return redirect(_settings_url(integration))
+    found = [environments.Environment(**row) for row in pending["environments"]]
+    form = forms.EnvironmentChoiceForm(request.POST or None, environments=found)
+    if request.method == "GET" or not form.is_valid():
+        context = {"title": "Choose a Dynamics environment", "integration": integration,
+                   "form": form, "environments": found, "username": pending["username"],
+                   "choices": [(forms.environment_key(env), env) for env in found]}
+        return render(request, "integrations/choose_environment.html", context,
+                      status=200 if request.method == "GET" else 400)
+
+    environment = form.chosen()
+    request.session.pop(DISCOVERY_SESSION_KEY, None)
+    try:
+        integration = services.connect_discovered_environment(
+            integration, request.user, environment, pending["cache"], pending["account_id"])
+    except connection.ConnectError as error:
+        logger.warning("Connecting integration %s to environment %s failed: %s",
+                       integration.pk, environment.unique_name, error)
+        messages.error(request, str(error))
+    except errors.DataverseError as error:
+        logger.error("Reading the Dynamics user of environment %s failed for integration "
+                     "%s: %s", environment.unique_name, integration.pk, error)
+        messages.error(request, f"Signed in, but reading your Dynamics user in "
+                                f"{environment.name} failed: {error}")
+    else:
+        messages.success(request, _connected_message(integration))
+    return redirect(_settings_url(integration))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def application_user(request, integration_id):
+    """Show the application user form of an integration, or connect with it."""
+    integration = _managed_integration(request.user, integration_id)
+    return _application_user_page(request, integration.team, integration)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_application_user(request, team_id):
+    """The application user form for a team without a full-team integration yet."""
+    team = _administered_team(request.user, team_id)
+    return _application_user_page(request, team, None)
+
+
+def _application_user_page(request, team, integration):
+    if request.method == "GET":
+        initial = {"environment_url": settings.DYNAMICS_ORG_URL}
+        if integration is not None:
+            initial = {"environment_url": integration.org_url,
+                       "tenant_id": integration.tenant_id,
+                       "client_id": integration.app_client_id}
+        form = forms.ApplicationUserForm(initial=initial)
+        return _render_application_user(request, team, integration, form)
+
+    form = forms.ApplicationUserForm(request.POST)
+    if not form.is_valid():
+        return _render_application_user(request, team, integration, form, status=400)
+    if integration is None:
+        integration = services.get_or_create_team_integration(team)
+    data = form.cleaned_data
+    try:
+        integration = services.connect_application_user(
+            integration, request.user, tenant_id=data["tenant_id"],
+            client_id=data["client_id"], client_secret=data["client_secret"],
+            org_url=data["environment_url"])
+    except connection.ConnectError as error:
+        logger.warning("Application user %s refused for integration %s: %s",
+                       data["client_id"], integration.pk, error)
+        form.add_error(None, str(error))
+        return _render_application_user(request, team, integration, form, status=400)
+    except errors.DataverseError as error:
+        logger.warning("Application user %s rejected by %s for integration %s: %s",
+                       data["client_id"], data["environment_url"], integration.pk, error)
+        form.add_error(None, _application_user_rejected(error, data["environment_url"]))
+        return _render_application_user(request, team, integration, form, status=400)
+    messages.success(request, _connected_message(integration))
+    return redirect(_settings_url(integration))
+
+
+def _application_user_rejected(error, org_url):
+    if isinstance(error, (errors.AuthorizationRequired, errors.PermissionDenied)):
+        return (f"Microsoft issued a token, but {org_url} rejected it: the app is not an "
+                "application user of this environment, or the user has no security role. "
+                "Add it under Settings > Users + permissions > Application users in the "
+                f"Power Platform admin center, then connect again. Dynamics said: "
+                f"{error.message}")
+    return f"Reading the application user from {org_url} failed: {error}"
+
+
+def _render_application_user(request, team, integration, form, status=200):
+    context = {"title": "Connect with an application user", "team": team,
+               "integration": integration, "form": form}
+    return render(request, "integrations/application_user.html", context, status=status)
 
 
 @login_required

@@ -27,9 +27,13 @@ def sandbox(tmp_path_factory):
 
 
 def point_settings_at(settings, running):
-    """Point the product's Dynamics settings at a running sandbox."""
-    settings.DYNAMICS_AUTHORITY = running.authority
+    """Point the product's Dynamics settings at a running sandbox.
+
+    Sign-in goes through the multi-tenant `organizations` authority, as in production.
+    """
+    settings.DYNAMICS_AUTHORITY = f"{running.base_url}/organizations"
     settings.DYNAMICS_ORG_URL = running.base_url
+    settings.DYNAMICS_DISCOVERY_URL = running.discovery_url
     settings.DYNAMICS_CA_BUNDLE = str(running.ca_bundle)
     settings.DYNAMICS_REDIRECT_URI = REDIRECT_URI
     return settings
