@@ -6,7 +6,6 @@ to loopback: its host resolver fails for every other host, and a route guard abo
 request to another host and fails the test.
 """
 
-import importlib
 import os
 import re
 import uuid
@@ -19,6 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
 from dynamics_sandbox.testing import start_sandbox
+from integrations.tests.task_queue import run_queued_tasks  # noqa: F401 (used by tests)
 from teams.tests.factories import PASSWORD, make_admin, make_member, make_team, make_user
 
 # Debian's package installs this wrapper; a browser downloaded by `playwright install`
@@ -212,19 +212,3 @@ def sign_in_member(page, user):
     page.wait_for_url("**/leads/mine/")
     expect(page.locator("#sign-out")).to_contain_text(f"Signed in as {user.username}")
 
-
-def run_queued_tasks():
-    """Run the tasks waiting in django-q2's ORM queue in this process, as a worker would.
-
-    Returns the number of tasks run.
-    """
-    from django_q.models import OrmQ
-
-    count = 0
-    for package in OrmQ.objects.all():
-        task = package.task
-        module, name = task["func"].rsplit(".", 1)
-        getattr(importlib.import_module(module), name)(*task["args"], **task.get("kwargs", {}))
-        package.delete()
-        count += 1
-    return count

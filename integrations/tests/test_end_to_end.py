@@ -1,21 +1,18 @@
 """End to end: sign in through MSAL, capture through the API, a real django-q2 worker
 process syncs the lead into the sandbox over HTTPS."""
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection as db_connection
 from rest_framework.authtoken.models import Token
 
 from integrations.models import SyncLog
 from leads.models import Lead
 
 from .conftest import ConnectedTeam, unique_digits, unique_email
+from .workers import start_worker, stop_worker, worker_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -23,36 +20,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def worker(sandbox, dynamics_settings):
     """Start `manage.py qcluster` on the test database; stop it after the test."""
-    database = db_connection.settings_dict
-    if database["ENGINE"] != "django.db.backends.sqlite3":
-        database_url = os.environ["DATABASE_URL"]
-    else:
-        name = database["NAME"]
-        if name == ":memory:" or "mode=memory" in str(name):
-            pytest.fail("The worker needs a file database; set TEST NAME for SQLite.")
-        database_url = f"sqlite:///{name}"
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="config.settings_test",
-        DATABASE_URL=database_url,
-        DYNAMICS_AUTHORITY=sandbox.authority,
-        DYNAMICS_CA_BUNDLE=str(sandbox.ca_bundle),
-        Q_WORKERS="1",
-    )
-    log_path = Path(settings.VAR_DIR) / "test-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    process = start_worker(worker_environment(sandbox),
+                           Path(settings.VAR_DIR) / "test-worker.log")
     yield process
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_worker(process)
 
 
 def wait_for_sync(lead_id, worker, timeout=60):

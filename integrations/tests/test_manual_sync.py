@@ -1,10 +1,8 @@
 """Manual syncs: who may sync which lead, the sync API, sync jobs and the sync log."""
 
-import importlib
 
 import pytest
 from django.urls import reverse
-from django_q.models import OrmQ
 
 from integrations import jobs, permissions
 from integrations.models import Integration, SyncJob, SyncLog
@@ -13,26 +11,13 @@ from teams.models import SubteamMembership
 from teams.tests.factories import make_admin, make_lead, make_member, make_subteam, make_team
 
 from .conftest import SANDBOX_READER, ConnectedTeam, unique_email
+from .task_queue import queued_lead_ids, queued_tasks, run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 
 
-def run_queued_tasks():
-    """Run the tasks waiting in django-q2's ORM queue, as a worker would."""
-    for package in OrmQ.objects.all():
-        task = package.task
-        module, name = task["func"].rsplit(".", 1)
-        getattr(importlib.import_module(module), name)(*task["args"])
-        package.delete()
 
 
-def queued_lead_ids():
-    """Return the lead ids of every queued task, bulk tasks flattened."""
-    lead_ids = []
-    for package in OrmQ.objects.all():
-        argument = package.task["args"][0]
-        lead_ids += argument if isinstance(argument, list) else [argument]
-    return lead_ids
 
 
 class World:
@@ -217,7 +202,7 @@ def test_api_sync_refused_with_reason(world, client):
 
     assert response.status_code == 403
     assert response.json()["detail"] == permissions.MEMBER_SYNC_OFF
-    assert OrmQ.objects.count() == 0
+    assert queued_tasks() == []
 
 
 def test_api_sync_teammates_lead_forbidden(world, client):

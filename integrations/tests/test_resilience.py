@@ -5,7 +5,6 @@ import importlib
 
 import pytest
 from django.utils import timezone
-from django_q.models import OrmQ
 
 from dynamics_sandbox.testing import start_sandbox
 from integrations import claims, services
@@ -14,6 +13,7 @@ from leads.models import Lead
 from teams.tests.factories import make_lead
 
 from .conftest import ConnectedTeam, connect_through_sign_in, point_settings_at, unique_digits
+from .task_queue import run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -27,13 +27,6 @@ def faulty_sandbox(tmp_path, settings):
     running.stop()
 
 
-def run_queued_tasks():
-    """Run the tasks waiting in django-q2's ORM queue, as a worker would."""
-    for package in OrmQ.objects.all():
-        task = package.task
-        module, name = task["func"].rsplit(".", 1)
-        getattr(importlib.import_module(module), name)(*task["args"])
-        package.delete()
 
 
 def run_scheduled_tasks():

@@ -1,7 +1,6 @@
 """Which leads get queued when they are captured or when an org is connected."""
 
 import pytest
-from django_q.models import OrmQ
 
 from integrations import services
 from integrations.models import Integration
@@ -9,16 +8,11 @@ from leads.models import Lead
 from leads.services import capture_lead
 from teams.tests.factories import make_member, make_team
 
+from .task_queue import queued_lead_ids, queued_tasks
+
 pytestmark = pytest.mark.django_db
 
 
-def queued_lead_ids():
-    """Return the lead ids of every queued task, bulk tasks flattened."""
-    lead_ids = []
-    for package in OrmQ.objects.all():
-        argument = package.task["args"][0]
-        lead_ids += argument if isinstance(argument, list) else [argument]
-    return lead_ids
 
 
 def test_many_leads_go_in_bulk_tasks(django_capture_on_commit_callbacks):
@@ -28,7 +22,7 @@ def test_many_leads_go_in_bulk_tasks(django_capture_on_commit_callbacks):
              for index in range(services.BULK_TASK_SIZE + 5)]
     with django_capture_on_commit_callbacks(execute=True):
         services.enqueue_syncs([lead.pk for lead in leads])
-    functions = [package.task["func"] for package in OrmQ.objects.all()]
+    functions = [task["func"] for task in queued_tasks()]
     assert functions == [services.BULK_SYNC_TASK, services.BULK_SYNC_TASK]
     assert sorted(queued_lead_ids()) == sorted(lead.pk for lead in leads)
 
@@ -117,6 +111,6 @@ def test_syncs_in_bulk_queues_one_task(django_capture_on_commit_callbacks):
         with services.syncs_in_bulk():
             leads = [capture_lead(member=member, team=team, data={"last_name": f"B{index}"})
                      for index in range(5)]
-    functions = [package.task["func"] for package in OrmQ.objects.all()]
+    functions = [task["func"] for task in queued_tasks()]
     assert functions == [services.BULK_SYNC_TASK]
     assert sorted(queued_lead_ids()) == sorted(lead.pk for lead in leads)

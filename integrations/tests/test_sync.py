@@ -12,6 +12,7 @@ from teams.tests.factories import make_lead, make_member
 from .conftest import (
     SANDBOX_ADMIN, SANDBOX_READER, SANDBOX_SALES, ConnectedTeam, unique_digits, unique_email,
 )
+from .task_queue import queued_lead_ids
 
 pytestmark = pytest.mark.django_db
 
@@ -201,8 +202,6 @@ def test_sync_of_deleted_lead_is_skipped(connected_team):
 
 def test_admin_action_queues_failed_lead(connected_team, client,
                                          django_capture_on_commit_callbacks):
-    from django_q.models import OrmQ
-
     lead = capture(connected_team, email=unique_email("retry"))
     Lead.objects.filter(pk=lead.pk).update(sync_status=Lead.SyncStatus.FAILED,
                                            last_sync_error="Dynamics was unreachable")
@@ -216,7 +215,7 @@ def test_admin_action_queues_failed_lead(connected_team, client,
     lead.refresh_from_db()
     assert "Queued 1 lead(s)" in response.content.decode()
     assert lead.sync_status == Lead.SyncStatus.QUEUED
-    assert [package.task["args"][0] for package in OrmQ.objects.all()] == [lead.pk]
+    assert queued_lead_ids() == [lead.pk]
 
 
 def test_admin_action_explains_unconnected(client, dynamics_settings,

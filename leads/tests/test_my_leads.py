@@ -3,10 +3,10 @@
 import re
 
 import pytest
-from django_q.models import OrmQ
 
 from integrations.models import Integration, SyncJob
 from integrations.permissions import MEMBER_SYNC_OFF, NO_INTEGRATION
+from integrations.tests.task_queue import queued_lead_ids, queued_tasks
 from leads.models import Lead
 from teams.tests.factories import make_admin, make_lead, make_member, make_team
 
@@ -117,7 +117,7 @@ def test_sync_button_queues_lead(client, team_setup, django_capture_on_commit_ca
     assert response.redirect_chain == [(URL, 302)]
     assert "is queued for a sync to Dynamics" in response.content.decode()
     assert lead.sync_status == Lead.SyncStatus.QUEUED
-    assert [package.task["args"][0] for package in OrmQ.objects.all()] == [lead.pk]
+    assert queued_lead_ids() == [lead.pk]
     assert SyncJob.objects.get().requested_by == member
 
 
@@ -132,7 +132,7 @@ def test_sync_refused_shows_reason(client, team_setup):
     lead.refresh_from_db()
     assert MEMBER_SYNC_OFF in response.content.decode()
     assert lead.sync_status == Lead.SyncStatus.PENDING
-    assert OrmQ.objects.count() == 0
+    assert queued_tasks() == []
 
 
 def test_sync_of_others_lead_not_found(client, team_setup):
