@@ -192,9 +192,15 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# A worker claims the leads it syncs for this many seconds. The claim outlives the task
-# timeout, so only a worker that died leaves a claim to expire.
-SYNC_CLAIM_SECONDS = Q_TIMEOUT + 60
+# A worker claims the leads it syncs for this many seconds. The claim must outlive the
+# task timeout, so that only a worker that died leaves a claim to expire.
+SYNC_CLAIM_SECONDS = env.int("SYNC_CLAIM_SECONDS", default=Q_TIMEOUT + 60)
+if SYNC_CLAIM_SECONDS <= Q_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"SYNC_CLAIM_SECONDS ({SYNC_CLAIM_SECONDS}) must be greater than Q_TIMEOUT "
+        f"({Q_TIMEOUT}), or a slow sync could be claimed by a second worker. Raise it or "
+        f"leave it unset."
+    )
 # The sweep, every SYNC_SWEEP_MINUTES, queues again the leads that have been queued for
 # more than SYNC_STALE_SECONDS with no live claim: their task was lost with a killed
 # worker, or the queue was emptied.
