@@ -210,8 +210,10 @@ def complete_sign_in(flow, auth_response):
     app = build_msal_app(cache)
     try:
         result = app.acquire_token_by_auth_code_flow(flow, auth_response)
-    except ValueError as error:
-        # MSAL raises ValueError when the state does not match the flow it started.
+    except (ValueError, RuntimeError) as error:
+        # MSAL raises ValueError when the state does not match the flow it started, and
+        # RuntimeError when the id token's nonce is not the one the flow sent.
+        logger.warning("Sign-in response rejected: %s", error.__class__.__name__)
         raise ConnectError(
             "The sign-in response did not match the sign-in this page started. "
             "Start again with Connect Dynamics."
@@ -285,10 +287,12 @@ def application_user_token(integration_key, tenant_id, client_id, client_secret,
         ) from error
     except ValueError as error:
         # MSAL raises ValueError when the tenant's discovery document is unusable, and
-        # Entra ID returns an error document for a tenant that does not exist.
+        # Entra ID returns an error (AADSTS90002) there for a tenant that does not exist.
+        logger.warning("Reading the sign-in configuration of tenant %s failed: %s",
+                       tenant_id, error)
         raise errors.AuthorizationRequired(
-            f"The Microsoft sign-in of tenant {tenant_id} could not be read: {error}. "
-            "Check the tenant id."
+            f"Microsoft has no sign-in configuration for tenant {tenant_id}. "
+            f"{_APP_USER_ERRORS['AADSTS90002']}"
         ) from error
     if result and "access_token" in result:
         return result["access_token"]
