@@ -72,8 +72,9 @@ def sandbox(tmp_path_factory):
 @pytest.fixture
 def dynamics_settings(settings, sandbox, live_server):
     """Point the product at the sandbox, with the sign-in returning to the live server."""
-    settings.DYNAMICS_AUTHORITY = sandbox.authority
+    settings.DYNAMICS_AUTHORITY = f"{sandbox.base_url}/organizations"
     settings.DYNAMICS_ORG_URL = sandbox.base_url
+    settings.DYNAMICS_DISCOVERY_URL = sandbox.discovery_url
     settings.DYNAMICS_CA_BUNDLE = str(sandbox.ca_bundle)
     settings.DYNAMICS_REDIRECT_URI = f"{live_server.url}/integrations/callback/"
     return settings
@@ -186,8 +187,13 @@ def log_in(page, user, next_path="/integrations/settings/"):
 SETTINGS_URL = re.compile(r"/integrations/(\d+/)?settings/$")
 
 
-def connect_dynamics(page, user_name=SANDBOX_ADMIN_NAME):
-    """Connect the team as its admin does: Connect Dynamics, pick the user, Sign in.
+# The page that lists the environments found through discovery.
+ENVIRONMENTS_URL = re.compile(r"/integrations/\d+/environments/$")
+
+
+def connect_dynamics(page, user_name=SANDBOX_ADMIN_NAME, environment="Contoso Sales"):
+    """Connect the team as its admin does: Connect Dynamics, pick the user, Sign in,
+    then pick the environment from the discovered ones.
 
     The page must show the Sync Settings page of a logged-in admin of one team. Waits
     until the browser is back on a settings page.
@@ -196,6 +202,9 @@ def connect_dynamics(page, user_name=SANDBOX_ADMIN_NAME):
     page.wait_for_url(re.compile(r"^https://127\.0\.0\.1:\d+/"))
     page.get_by_label(user_name).check()
     page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(ENVIRONMENTS_URL)
+    page.get_by_label(environment).check()
+    page.get_by_role("button", name="Connect this environment").click()
     page.wait_for_url(SETTINGS_URL)
 
 
