@@ -184,6 +184,14 @@ class IdentityProvider:
     def _validate_authorize(self, parameters):
         """Check an authorize request. Return it as a dict or raise AuthorizeError."""
         client_id = parameters.get("client_id", "")
+        if client_id in seed.APP_REGISTRATIONS_BY_CLIENT_ID:
+            # The seeded app registrations are daemons, registered without redirect URIs.
+            raise AuthorizeError(
+                "invalid_request", 500113,
+                f"No reply address is registered for the application '{client_id}'. It "
+                "signs in with the client credentials grant only.",
+                page=True,
+            )
         if client_id != self.settings.client_id:
             raise AuthorizeError(
                 "unauthorized_client", 700016,

@@ -241,3 +241,14 @@ def test_openid_configuration_lists_grant(sandbox):
         f"{sandbox.authority}/v2.0/.well-known/openid-configuration"
     )
     assert "client_credentials" in response.json()["grant_types_supported"]
+
+
+def test_app_registration_cannot_sign_in_users(sandbox):
+    app = make_msal_app(sandbox, make_session(sandbox.ca_bundle))
+    flow = app.initiate_auth_code_flow(
+        scopes=[sandbox.base_url + "/.default"], redirect_uri=REDIRECT_URI
+    )
+    url = flow["auth_uri"].replace(sandbox.client_id, seed.APP_USER_CLIENT_ID)
+    page = make_session(sandbox.ca_bundle).get(url, allow_redirects=False)
+    assert page.status_code == 400
+    assert "AADSTS500113" in page.text
