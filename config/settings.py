@@ -212,7 +212,7 @@ SYNC_SWEEP_MINUTES = env.int("SYNC_SWEEP_MINUTES", default=5)
 # The sign-in authority of the deployment's app registration. For a multi-tenant app it
 # ends in /organizations; the per-tenant authority of application users (client
 # credentials need a tenant) replaces that last path segment with the tenant id.
-DYNAMICS_AUTHORITY = env.str("DYNAMICS_AUTHORITY", default="https://127.0.0.1:8443/sandbox-tenant")
+DYNAMICS_AUTHORITY = env.str("DYNAMICS_AUTHORITY", default="https://127.0.0.1:8443/organizations")
 # The environment that "Connect to this URL" suggests, and that new integrations start with.
 DYNAMICS_ORG_URL = env.str("DYNAMICS_ORG_URL", default="https://127.0.0.1:8443")
 # The Global Discovery Service that lists the environments a signed-in admin can reach.
