@@ -2,6 +2,8 @@
 #   make demo   set up, seed a demo team, run web + worker + sandbox until Ctrl-C
 #   make smoke  run the whole sync path headless on samples/ and check every lead
 #   make test   set up and run the test suite, browser tests included
+#   make test-scale-out  the same suite on private PostgreSQL and Redis servers (needs
+#               Debian's postgresql and redis-server packages)
 #   make test-browser  run only the browser tests (needs Debian's chromium)
 #   make screenshots   retake docs/screenshots/ from the browser tests' setup
 
@@ -9,7 +11,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo smoke test test-browser screenshots env venv dev-venv
+.PHONY: demo smoke test test-scale-out test-browser screenshots env venv dev-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is required, found " + sys.version'
@@ -43,6 +45,9 @@ smoke: venv .env
 
 test: dev-venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-scale-out: dev-venv
+	$(PYTHON) -m local_servers run -- $(PY) -m pytest $(PYTEST_ARGS)
 
 test-browser: dev-venv
 	$(PY) -m pytest browser_tests $(PYTEST_ARGS)
