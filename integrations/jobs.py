@@ -169,8 +169,8 @@ def job_progress(job) -> JobProgress:
     the integration was disconnected, or it was deleted) counts as failed, with the
     lead's last sync error as the reason.
 
-    NOTE: a lead whose task was lost (the queue emptied by hand, say) stays queued, so its
-    job stays running until the lead is synced again.
+    A lead whose task was lost (with a killed worker, say) stays queued until the sweep
+    queues it again, so its job stays running until then.
     """
     leads = {lead.pk: lead for lead in Lead.objects.filter(pk__in=job.lead_ids)}
     latest_logs = {}
