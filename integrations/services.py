@@ -632,8 +632,9 @@ def _store_connection(integration, user, org_url, access_token, credentials):
     """Read the Dynamics user behind `access_token` and store the connection.
 
     `credentials` are the Integration fields of the new sign-in or application user.
-    A move to another environment drops the old environment's names, column metadata
-    and connection date; a re-authorization of the same one keeps the connection date.
+    A move to another environment clears the old environment's names and starts a new
+    connection date. A re-authorization of the same environment keeps the connection
+    date. Both replace the column metadata with the environment's current columns.
     """
     probe = Integration(pk=integration.pk, org_url=org_url)
     client = connection.client_for(probe, access_token=access_token)
