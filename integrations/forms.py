@@ -283,7 +283,7 @@ class EnvironmentChoiceForm(forms.Form):
 
 
 def environment_key(environment):
-    """Return the form value that stands for one discovered environment."""
+    """Return the form value that identifies one discovered environment."""
     return environment.environment_id or environment.unique_name or environment.api_url
 
 

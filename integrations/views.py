@@ -188,8 +188,8 @@ def _start_connect(request, integration):
 
     mode=discover signs in for the Global Discovery Service and then lists the
     environments. Otherwise the sign-in is for `environment_url`, or without one for the
-    integration's current environment; an application user's integration instead opens
-    its form, because reconnecting it needs the client secret.
+    integration's current environment. Without a URL, an application user's integration
+    opens its form instead, because reconnecting it needs the client secret.
     """
     if request.POST.get("mode") == "discover":
         return _start_sign_in(request, integration, None)
@@ -224,7 +224,7 @@ def _start_sign_in(request, integration, org_url):
             flow = connection.begin_sign_in(org_url, redirect_uri)
     except ValidationError as error:
         # DYNAMICS_DISCOVERY_URL is not a Dynamics host.
-        logger.error("Discovery sign-in refused for integration %s: %s", integration.pk,
+        logger.error("Discovery sign-in rejected for integration %s: %s", integration.pk,
                      error.messages[0])
         messages.error(request, f"The discovery service is misconfigured: "
                                 f"{error.messages[0]}")
@@ -375,7 +375,8 @@ def application_user(request, integration_id):
 @login_required
 @require_http_methods(["GET", "POST"])
 def team_application_user(request, team_id):
-    """The application user form for a team without a full-team integration yet."""
+    """Show or submit the application user form of a team without a full-team
+    integration yet; a successful connection creates that integration."""
     team = _administered_team(request.user, team_id)
     return _application_user_page(request, team, None)
 
@@ -402,7 +403,7 @@ def _application_user_page(request, team, integration):
             client_id=data["client_id"], client_secret=data["client_secret"],
             org_url=data["environment_url"])
     except connection.ConnectError as error:
-        logger.warning("Application user %s refused for integration %s: %s",
+        logger.warning("Application user %s rejected by Microsoft for integration %s: %s",
                        data["client_id"], integration.pk, error)
         form.add_error(None, str(error))
         return _render_application_user(request, team, integration, form, status=400)

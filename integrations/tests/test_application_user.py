@@ -205,7 +205,7 @@ def test_multi_tenant_alias_rejected(client, sandbox, dynamics_settings):
         assert setup.integration is None
 
 
-def test_secret_expiry_needs_reauthorization(app_team, sandbox, monkeypatch):
+def test_rotated_secret_needs_reauthorization(app_team):
     """A secret that stops working after connecting marks the integration for an admin."""
     lead = make_lead(app_team.team, app_team.member, email=unique_email("expired"))
     connection.forget_application_tokens(app_team.integration.pk)
