@@ -18,6 +18,7 @@ silently when fewer than 5 minutes remain.
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -317,6 +318,10 @@ def application_user_error(result):
             "Check the tenant id, client id and client secret.").replace("  ", " ")
 
 
+# Seconds a worker whose token renewal was rejected waits for another worker's renewal.
+RENEWAL_WAIT_SECONDS = 5
+
+
 class TokenProvider:
     """Returns access tokens for one integration from its encrypted MSAL cache.
 
@@ -359,7 +364,7 @@ class TokenProvider:
                     f"({error.__class__.__name__})."
                 ) from error
         result = self._acquire(force_refresh)
-        if self._rejected(result) and self._reload_if_changed():
+        if self._rejected(result) and self._wait_for_newer_cache():
             # Another worker renewed the sign-in and stored a newer refresh token while
             # this one used the older token, which the authority may accept only once.
             result = self._acquire(force_refresh)
@@ -402,17 +407,27 @@ class TokenProvider:
     def _rejected(result):
         return result is not None and result.get("error") in _REAUTHORIZE_ERRORS
 
-    def _reload_if_changed(self):
-        """Reload the stored cache if another process replaced it; return whether it did."""
-        stored = (
-            type(self.integration).objects.filter(pk=self.integration.pk)
-            .values_list("token_cache_encrypted", flat=True).first()
-        )
-        if not stored or stored == self._loaded_cache:
-            return False
-        self.integration.token_cache_encrypted = stored
-        self._load()
-        return True
+    def _wait_for_newer_cache(self):
+        """Reload the stored cache once another process has replaced it; return whether
+        it was replaced within RENEWAL_WAIT_SECONDS.
+
+        Workers whose access token expires at the same moment all renew it. When the
+        authority accepts a refresh token only once, the first renewal wins, and the others
+        wait here for the winner to store its cache, which holds the new access token.
+        """
+        deadline = time.monotonic() + RENEWAL_WAIT_SECONDS
+        while True:
+            stored = (
+                type(self.integration).objects.filter(pk=self.integration.pk)
+                .values_list("token_cache_encrypted", flat=True).first()
+            )
+            if stored and stored != self._loaded_cache:
+                self.integration.token_cache_encrypted = stored
+                self._load()
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
 
     def _save_cache(self):
         encrypted = encrypt_cache(self._cache)
