@@ -367,7 +367,9 @@ class TokenProvider:
         if self._rejected(result) and self._wait_for_newer_cache():
             # Another worker renewed the sign-in and stored a newer refresh token while
             # this one used the older token, which the authority may accept only once.
-            result = self._acquire(force_refresh)
+            # The stored cache also holds that worker's new access token, so this one
+            # uses it rather than renewing again.
+            result = self._acquire(force_refresh=False)
         if result and "access_token" in result:
             return result["access_token"]
 

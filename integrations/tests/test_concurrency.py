@@ -103,3 +103,34 @@ def test_without_cap_org_limit_hit(client, narrow_sandbox):
     setup = ConnectedTeam(client, narrow_sandbox)
     integration = Integration.objects.get(pk=setup.integration.pk)
     assert "0x80072326" in hammer(integration, limit=None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_renewals_all_succeed(client, sandbox, dynamics_settings):
+    """Workers whose token expired together all go on; none flags re-authorization."""
+    setup = ConnectedTeam(client, sandbox)
+    integration = Integration.objects.get(pk=setup.integration.pk)
+    connection.client_for(integration).who_am_i()
+    sandbox.store.expire_access_tokens()
+    problems = []
+    start = threading.Barrier(6)
+
+    def worker():
+        try:
+            own_client = connection.client_for(Integration.objects.get(pk=integration.pk))
+            start.wait()
+            own_client.who_am_i()
+        except Exception as error:  # Reported by the assert below.
+            problems.append(error)
+        finally:
+            connections.close_all()
+
+    pool = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(60)
+
+    integration.refresh_from_db()
+    assert problems == []
+    assert integration.status == Integration.Status.CONNECTED
