@@ -219,7 +219,9 @@ class SmokeRun:
         notes = {}
         for note in self.sandbox_rows("annotation"):
             notes.setdefault(note.get("_objectid_value"), []).append(note)
-        user_emails = {row["internalemailaddress"].lower() for row in users.values()}
+        # Application users have no mailbox, so their email is null.
+        user_emails = {row["internalemailaddress"].lower() for row in users.values()
+                       if row.get("internalemailaddress")}
         for sample, member, lead_id in captured:
             row = final.get(lead_id)
             if row is None or row["sync_status"] != "synced":
