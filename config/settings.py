@@ -209,9 +209,9 @@ SYNC_SWEEP_MINUTES = env.int("SYNC_SWEEP_MINUTES", default=5)
 
 # Dynamics 365 connection. The defaults point at the local sandbox started by
 # `python manage.py dynamics_sandbox`; see README.md for a real org.
-# The sign-in authority of the deployment's app registration. For a multi-tenant app it
-# ends in /organizations; the per-tenant authority of application users (client
-# credentials need a tenant) replaces that last path segment with the tenant id.
+# The sign-in authority of the deployment's app registration, which ends in
+# /organizations for a multi-tenant app. Client credentials need one tenant, so an
+# application user signs in at this URL with its last segment replaced by its tenant id.
 DYNAMICS_AUTHORITY = env.str("DYNAMICS_AUTHORITY", default="https://127.0.0.1:8443/organizations")
 # The environment that "Connect to this URL" suggests, and that new integrations start with.
 DYNAMICS_ORG_URL = env.str("DYNAMICS_ORG_URL", default="https://127.0.0.1:8443")
