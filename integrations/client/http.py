@@ -180,7 +180,17 @@ class DataverseClient:
     def request(self, method, path, *, params=None, body=None, headers=None, raw_body=None):
         """Send one Web API request, with token renewal and retries, and return the
         2xx response. `path` is relative to the API root or a full URL."""
-        url = path if path.startswith("https://") else self.api_url + path
+        if "://" in path:
+            # A full URL comes from the server (an @odata.nextLink). The bearer token goes
+            # only to this org's API, so a link elsewhere is an error, not a request.
+            if not path.startswith(self.api_url.rstrip("/") + "/"):
+                raise errors.DataverseError(
+                    f"Dynamics returned a link outside {self.api_url}: {path[:200]} "
+                    "The request was not sent; check the environment URL of the integration."
+                )
+            url = path
+        else:
+            url = self.api_url + path
         if params:
             encoded = query_string(params)
             if encoded:

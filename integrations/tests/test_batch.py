@@ -104,3 +104,25 @@ def test_all_rows_follows_next_link(client):
     assert "@odata.nextLink" in first
     assert len(first["value"]) == 2
     assert len(rows) == 5
+
+
+def test_next_link_to_other_host_not_followed(client, sandbox):
+    sandbox.store.clear_request_log()
+    page = {"value": [{"leadid": "1"}],
+            "@odata.nextLink": "https://attacker.example/api/data/v9.2/leads?$skiptoken=x"}
+
+    with pytest.raises(errors.DataverseError) as raised:
+        client.all_rows(page)
+
+    assert "attacker.example" in str(raised.value)
+    assert client.request_count == 0
+    assert sandbox.store.requests() == []
+
+
+def test_next_link_to_other_port_not_followed(client):
+    other = client.org_url.rsplit(":", 1)[0] + ":1/api/data/v9.2/leads?$skiptoken=x"
+
+    with pytest.raises(errors.DataverseError):
+        client.all_rows({"value": [], "@odata.nextLink": other})
+
+    assert client.request_count == 0
