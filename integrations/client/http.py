@@ -185,7 +185,7 @@ class DataverseClient:
             # only to this org's API, so a link elsewhere is an error, not a request.
             if not path.startswith(self.api_url.rstrip("/") + "/"):
                 raise errors.DataverseError(
-                    f"Dynamics returned a link outside {self.api_url}: {path[:200]} "
+                    f"Dynamics returned a link outside {self.api_url}: {path[:200]}. "
                     "The request was not sent; check the environment URL of the integration."
                 )
             url = path
