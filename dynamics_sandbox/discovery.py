@@ -15,12 +15,13 @@ in which the signed-in user has an enabled systemuser, matched by Entra object i
 import json
 import logging
 import re
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from . import schema, seed
+from .oauth import is_loopback_audience
 from .odata_filter import FilterError, parse_filter
 from .store import ACCESS_TOKEN
-from .web import LOOPBACK_HOSTS, Response
+from .web import Response
 
 logger = logging.getLogger(__name__)
 
@@ -172,17 +173,7 @@ class GlobalDiscovery:
         return object_id
 
     def _is_own_audience(self, audience):
-        parts = urlsplit(audience)
-        try:
-            port = parts.port or 443
-        except ValueError:
-            return False
-        return (
-            parts.scheme == "https"
-            and parts.hostname in LOOPBACK_HOSTS
-            and port == self.environments[0].port
-            and parts.path.rstrip("/") == DISCOVERY_PATH
-        )
+        return is_loopback_audience(audience, self.environments[0].port, DISCOVERY_PATH)
 
     def instances(self, object_id):
         """Return the Instance of every environment where the user exists and is enabled."""

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from .web import json_response
+from .web import LOOPBACK_HOSTS, json_response
 
 # Scopes that ask for an id token or a refresh token rather than a resource.
 OIDC_SCOPES = {"openid", "profile", "offline_access", "email"}
@@ -19,6 +19,24 @@ class TokenError(Exception):
         self.error = error
         self.code = code
         self.description = description
+
+
+def is_loopback_audience(audience, port, path=""):
+    """Return whether a token's audience is https on a loopback host, `port` and `path`.
+
+    127.0.0.1, localhost and [::1] name the same server, so a token for one is good at all.
+    """
+    parts = urlsplit(audience)
+    try:
+        audience_port = parts.port or 443
+    except ValueError:
+        return False
+    return (
+        parts.scheme == "https"
+        and parts.hostname in LOOPBACK_HOSTS
+        and audience_port == port
+        and parts.path.rstrip("/") == path
+    )
 
 
 def resource_of_scopes(scopes):

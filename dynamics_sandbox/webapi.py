@@ -26,11 +26,12 @@ import re
 import sqlite3
 import time
 import uuid
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from . import schema, seed
 from .faults import DROP_RESPONSE, THROTTLE, TRANSIENT_ERROR, Faults
 from .limits import ServiceProtection
+from .oauth import is_loopback_audience
 from .odata_filter import FilterError, parse_filter
 from .records import (
     DataverseError,
@@ -47,7 +48,7 @@ from .records import (
     serialize,
 )
 from .store import ACCESS_TOKEN
-from .web import LOOPBACK_HOSTS, Response
+from .web import Response
 
 logger = logging.getLogger(__name__)
 
@@ -310,17 +311,7 @@ class WebApi:
 
         A resource with a path, such as the discovery service's, is another audience.
         """
-        parts = urlsplit(audience)
-        try:
-            port = parts.port or 443
-        except ValueError:
-            return False
-        return (
-            parts.scheme == "https"
-            and parts.hostname in LOOPBACK_HOSTS
-            and port == self.port
-            and parts.path in ("", "/")
-        )
+        return is_loopback_audience(audience, self.port)
 
     # Routing
 
