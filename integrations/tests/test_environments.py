@@ -312,3 +312,29 @@ def test_connected_team_fixture_still_connects(connected_team, sandbox):
     """The URL path that the smoke run and most tests post still connects."""
     assert connected_team.integration.org_url == sandbox.base_url
     assert connected_team.integration.status == Integration.Status.CONNECTED
+
+
+def test_lead_resyncs_after_environment_move(dynamics_settings, client, sandbox):
+    """A lead synced into one environment lands in the next one after a move, once."""
+    setup = DiscoveredTeam(client, sandbox, EVENTS)
+    email = unique_email("moved")
+    lead = make_lead(setup.team, setup.member, last_name="Moved", email=email,
+                     notes="Met at the Events booth")
+    first = services.sync_lead_now(lead.pk)
+    sign_in_for_discovery(client, setup.admin, sandbox, integration=setup.integration)
+    pick(client, setup.team, SALES)
+
+    second = services.sync_lead_now(lead.pk)
+
+    sales_rows = [row for row in sandbox.environment(SALES).store.records("lead")
+                  if row.get("emailaddress1") == email]
+    events_rows = [row for row in sandbox.environment(EVENTS).store.records("lead")
+                   if row.get("emailaddress1") == email]
+    sales_notes = [row for row in sandbox.environment(SALES).store.records("annotation")
+                   if row.get("_objectid_value") == second.dynamics_record_id]
+    assert first.outcome == SyncLog.Outcome.CREATED
+    assert second.outcome == SyncLog.Outcome.CREATED
+    assert len(sales_rows) == 1
+    assert len(events_rows) == 1
+    assert sales_rows[0]["leadid"] == second.dynamics_record_id
+    assert len(sales_notes) == 1
