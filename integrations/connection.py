@@ -367,7 +367,7 @@ class TokenProvider:
         if self._rejected(result) and self._wait_for_newer_cache():
             # Another worker renewed the sign-in and stored a newer refresh token while
             # this one used the older token, which the authority may accept only once.
-            # The stored cache also holds that worker's new access token, so this one
+            # The stored cache also contains that worker's new access token, so this one
             # uses it rather than renewing again.
             result = self._acquire(force_refresh=False)
         if result and "access_token" in result:
@@ -415,7 +415,7 @@ class TokenProvider:
 
         Workers whose access token expires at the same moment all renew it. When the
         authority accepts a refresh token only once, the first renewal wins, and the others
-        wait here for the winner to store its cache, which holds the new access token.
+        wait here for the winner to store its cache, which contains the new access token.
         """
         deadline = time.monotonic() + RENEWAL_WAIT_SECONDS
         while True:
