@@ -8,6 +8,7 @@ therefore never receives a request or an access token.
 """
 
 import logging
+import re
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -27,11 +28,17 @@ class DiscoveryError(Exception):
     """Listing the environments through the Global Discovery Service failed."""
 
 
+# One label of a DNS host name (RFC 1123): letters, digits and inner hyphens, 1 to 63.
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
 def _allowed_host(host, port):
     """Return whether `host` may serve an environment on `port` (None for the default)."""
     if any(host.endswith("." + domain) for domain in DYNAMICS_DOMAINS):
-        # Microsoft serves every environment on the default https port.
-        return port in (None, 443)
+        # Microsoft serves every environment on the default https port, under host names
+        # made of plain labels only.
+        labels = host.split(".")
+        return port in (None, 443) and all(_HOST_LABEL.fullmatch(label) for label in labels)
     extra = {name.strip().lower() for name in settings.DYNAMICS_EXTRA_ENVIRONMENT_HOSTS}
     return host in extra
 

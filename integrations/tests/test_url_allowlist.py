@@ -28,6 +28,8 @@ ACCEPTED = [
     ("  https://contoso.crm9.dynamics.com  ", "https://contoso.crm9.dynamics.com"),
     ("https://agency.crm.microsoftdynamics.us", "https://agency.crm.microsoftdynamics.us"),
     ("https://contoso.crm.dynamics.cn", "https://contoso.crm.dynamics.cn"),
+    ("https://contoso-events2.api.crm.dynamics.com",
+     "https://contoso-events2.api.crm.dynamics.com"),
 ]
 
 REJECTED = [
@@ -52,6 +54,15 @@ REJECTED = [
     ("https://contoso.crm.dynamİcs.com", "invalid"),
     ("https://[::1]", "not_dynamics"),
     ("https://contoso.crm.dynamics.com:99999", "invalid"),
+    ("https://evil.example%2f.crm.dynamics.com", "not_dynamics"),
+    ("https://evil%00.crm.dynamics.com", "not_dynamics"),
+    ("https://a;b.crm.dynamics.com", "not_dynamics"),
+    ("https://a,b.crm.dynamics.com", "not_dynamics"),
+    ("https://.dynamics.com", "not_dynamics"),
+    ("https://-.dynamics.com", "not_dynamics"),
+    ("https://contoso-.crm.dynamics.com", "not_dynamics"),
+    ("https://a..crm.dynamics.com", "not_dynamics"),
+    ("https://" + "a" * 64 + ".crm.dynamics.com", "not_dynamics"),
 ]
 
 
