@@ -78,6 +78,13 @@ class IntegrationAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     # stay out of forms.
     exclude = ("token_cache_encrypted", "app_client_secret_encrypted", "msal_account_id",
                "dynamics_metadata")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The stored sign-in belongs to one environment, so an existing integration moves
+        # only through Connect on the Sync Settings page, which signs in to the new one.
+        if obj is not None:
+            return (*CONNECTION_FIELDS, "org_url")
+        return CONNECTION_FIELDS
     fieldsets = (
         (None, {"fields": ("team", "subteam", "org_url")}),
         ("General settings", {"fields": ("auto_sync", "primary_object")}),

@@ -436,9 +436,12 @@ class TokenProvider:
         self._cache.has_state_changed = False
         self._loaded_cache = encrypted
         self.integration.token_cache_encrypted = encrypted
-        type(self.integration).objects.filter(pk=self.integration.pk).update(
-            token_cache_encrypted=encrypted
-        )
+        # A Disconnect during this sync cleared the account and the cache; the renewed
+        # tokens must not bring them back.
+        model = type(self.integration)
+        model.objects.filter(
+            pk=self.integration.pk, msal_account_id=self.integration.msal_account_id,
+        ).exclude(status=model.Status.DISCONNECTED).update(token_cache_encrypted=encrypted)
 
 
 class ApplicationUserTokenProvider:

@@ -15,7 +15,7 @@ from leads.models import Lead
 
 from . import connection, environments, field_mappings, metadata
 from .client import errors
-from .models import Integration, SyncLog
+from .models import Integration, SettingsChange, SyncLog
 from .sync import bulk, engine, reads, writes
 
 logger = logging.getLogger(__name__)
@@ -628,6 +628,25 @@ def connect_application_user(integration, user, *, tenant_id, client_id, client_
     })
 
 
+# Integration fields whose change by a connection goes into the settings history.
+CONNECTION_HISTORY_FIELDS = ("status", "org_url", "environment_name", "auth_mode",
+                             "tenant_id", "app_client_id", "integration_user_name",
+                             "integration_user_email", "connected_at", "authorized_at")
+
+
+def _record_connection_change(integration, user, before):
+    """Record a connection or re-authorization in the settings history (SettingsChange)."""
+    changes = {}
+    for field in CONNECTION_HISTORY_FIELDS:
+        old, new = before[field], getattr(integration, field)
+        if old != new:
+            if hasattr(old, "isoformat") or hasattr(new, "isoformat"):
+                old = old.isoformat() if old else None
+                new = new.isoformat() if new else None
+            changes[field] = {"old": old, "new": new}
+    SettingsChange.objects.create(integration=integration, changed_by=user, changes=changes)
+
+
 def _store_connection(integration, user, org_url, access_token, credentials):
     """Read the Dynamics user behind `access_token` and store the connection.
 
@@ -645,11 +664,15 @@ def _store_connection(integration, user, org_url, access_token, credentials):
     now = timezone.now()
     with transaction.atomic():
         integration = Integration.objects.select_for_update().get(pk=integration.pk)
+        before = {field: getattr(integration, field) for field in CONNECTION_HISTORY_FIELDS}
         previous_url = integration.org_url.rstrip("/")
         moved = previous_url != org_url
+        # A connection after a move or a Disconnect is a new connection; otherwise it
+        # re-authorizes the current one and keeps its connection date.
+        if moved or integration.status == Integration.Status.DISCONNECTED:
+            integration.connected_at = None
         if moved:
             integration.org_url = org_url
-            integration.connected_at = None
             for field in ("environment_name", "environment_unique_name", "environment_id"):
                 setattr(integration, field, "")
         for field, value in credentials.items():
@@ -672,9 +695,10 @@ def _store_connection(integration, user, org_url, access_token, credentials):
         integration.dynamics_metadata = columns
         integration.metadata_fetched_at = now
         integration.save()
+        _record_connection_change(integration, user, before)
         queued = enqueue_waiting_leads(integration)
 
-    if moved:
+    if moved and before["connected_at"] is not None:
         logger.warning("Integration %s moved from environment %s to %s", integration.pk,
                        previous_url, org_url)
     logger.info(

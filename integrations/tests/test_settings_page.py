@@ -13,6 +13,12 @@ from .conftest import SANDBOX_ADMIN, SANDBOX_READER, ConnectedTeam
 
 pytestmark = pytest.mark.django_db
 
+
+def saved_changes(integration):
+    """Return the integration's history entries of saved settings, not of connections."""
+    return SettingsChange.objects.filter(integration=integration).exclude(
+        changes__has_key="authorized_at")
+
 BOOLEAN_SETTINGS = ("auto_sync", "sync_notes", "update_existing_contacts",
                     "search_accounts_by_website", "member_sync_allowed")
 
@@ -151,7 +157,7 @@ def test_save_records_old_and_new(connected_team, client):
     response = client.post(settings_url(integration),
                            post_data(integration, auto_sync=False, primary_object="contact"),
                            follow=True)
-    change = SettingsChange.objects.get(integration=integration)
+    change = saved_changes(integration).get()
     assert "Settings saved." in response.content.decode()
     assert change.changes["auto_sync"] == {"old": True, "new": False}
     assert change.changes["primary_object"] == {"old": "lead", "new": "contact"}
@@ -177,7 +183,7 @@ def test_save_mapping_changes(connected_team, client):
     rows.append({"entity": "lead", "column": "leadsourcecode", "value_type": "fixed",
                  "fixed_value": "7", "mode": "overwrite"})
     client.post(settings_url(integration), post_data(integration, rows=rows))
-    mappings = SettingsChange.objects.get(integration=integration).changes["mappings"]
+    mappings = saved_changes(integration).get().changes["mappings"]
     assert mappings["removed"][0]["column"] == removed["column"]
     assert mappings["changed"][0]["mode"] == {"old": "overwrite", "new": "complete"}
     assert mappings["added"][0]["column"] == "leadsourcecode"
@@ -188,7 +194,7 @@ def test_save_unchanged_records_nothing(connected_team, client):
     integration = connected_team.integration
     response = client.post(settings_url(integration), post_data(integration), follow=True)
     assert "nothing had changed" in response.content.decode()
-    assert not SettingsChange.objects.filter(integration=integration).exists()
+    assert not saved_changes(integration).exists()
 
 
 def test_invalid_column_saves_nothing(connected_team, client):
@@ -201,7 +207,7 @@ def test_invalid_column_saves_nothing(connected_team, client):
     assert response.status_code == 400
     assert "has no column &#x27;jobtitel&#x27;" in response.content.decode()
     assert integration.auto_sync is True
-    assert not SettingsChange.objects.filter(integration=integration).exists()
+    assert not saved_changes(integration).exists()
 
 
 def test_duplicate_column_rejected(connected_team, client):
@@ -241,7 +247,7 @@ def test_get_changes_nothing(connected_team, client):
     client.get(reverse("integrations:settings"))
     after = Integration.objects.get(pk=integration.pk)
     assert after.updated_at == integration.updated_at
-    assert not SettingsChange.objects.exists()
+    assert not SettingsChange.objects.exclude(changes__has_key="authorized_at").exists()
 
 
 def test_save_requires_csrf(connected_team):
@@ -328,7 +334,7 @@ def test_anonymous_redirected_to_login(subteams, client):
 def test_history_in_admin_read_only(connected_team, client):
     integration = connected_team.integration
     client.post(settings_url(integration), post_data(integration, auto_sync=False))
-    change = SettingsChange.objects.get(integration=integration)
+    change = saved_changes(integration).get()
     listing = client.get(reverse("admin:integrations_settingschange_changelist"))
     detail = client.get(reverse("admin:integrations_settingschange_change", args=[change.pk]))
     assert listing.status_code == 200
