@@ -22,10 +22,12 @@ logger = logging.getLogger(__name__)
 
 SYNC_TASK = "integrations.tasks.sync_lead"
 # The reason a lead of an integration that is not connected waits, by Integration.status.
+# {scope} is "this team" or the subteam whose integration it is.
 CONNECTION_PROBLEMS = {
-    Integration.Status.DISCONNECTED: "Dynamics is not connected for this team.",
-    Integration.Status.REAUTHORIZATION_NEEDED: "the Dynamics sign-in expired or was "
-                                               "revoked.",
+    Integration.Status.DISCONNECTED: "Dynamics is not connected for {scope}.",
+    Integration.Status.REAUTHORIZATION_NEEDED: (
+        "the Dynamics connection of {scope} must be authorized again: its sign-in or its "
+        "application user's secret expired or was revoked."),
 }
 BULK_SYNC_TASK = "integrations.tasks.sync_leads"
 # Leads per bulk task: a task's reads and writes then fit in a few $batch requests and
@@ -38,6 +40,13 @@ MAX_SYNC_ATTEMPTS = 6
 # to RETRY_DELAY_MAX.
 RETRY_DELAY = 30
 RETRY_DELAY_MAX = 1800
+
+
+def connection_problem(integration):
+    """Return why `integration`, which is not connected, cannot sync."""
+    scope = (f"the subteam {integration.subteam.name}" if integration.subteam_id
+             else "this team")
+    return CONNECTION_PROBLEMS[integration.status].format(scope=scope)
 
 
 # -- Which integration syncs a lead -----------------------------------------------------
@@ -100,7 +109,7 @@ def schedule_sync_for_new_lead(lead):
                             "will sync when an admin connects one.")
         return False
     if not integration.is_connected:
-        _mark_pending(lead, f"Waiting: {CONNECTION_PROBLEMS[integration.status]} The lead "
+        _mark_pending(lead, f"Waiting: {connection_problem(integration)} The lead "
                             f"syncs after an admin connects Dynamics on the Sync Settings "
                             f"page.")
         return False

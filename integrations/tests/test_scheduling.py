@@ -6,7 +6,8 @@ from integrations import services
 from integrations.models import Integration
 from leads.models import Lead
 from leads.services import capture_lead
-from teams.tests.factories import make_member, make_team
+from teams.services import add_subteam_member
+from teams.tests.factories import make_member, make_subteam, make_team
 
 from .task_queue import queued_lead_ids, queued_tasks
 
@@ -114,3 +115,31 @@ def test_syncs_in_bulk_queues_one_task(django_capture_on_commit_callbacks):
     functions = [task["func"] for task in queued_tasks()]
     assert functions == [services.BULK_SYNC_TASK]
     assert sorted(queued_lead_ids()) == sorted(lead.pk for lead in leads)
+
+
+def test_disconnected_subteam_named_in_reason(django_capture_on_commit_callbacks):
+    team = make_team()
+    member = make_member(team)
+    subteam = make_subteam(team, "Booth Crew")
+    add_subteam_member(subteam, member)
+    Integration.objects.create(team=team, org_url="https://org.example",
+                               status=Integration.Status.CONNECTED)
+    Integration.objects.create(team=team, subteam=subteam, org_url="https://org.example",
+                               status=Integration.Status.DISCONNECTED)
+    with django_capture_on_commit_callbacks(execute=True):
+        lead = capture_lead(member=member, team=team, data={"last_name": "Crew"})
+    lead.refresh_from_db()
+    assert lead.sync_status == Lead.SyncStatus.PENDING
+    assert "not connected for the subteam Booth Crew" in lead.last_sync_error
+
+
+def test_reauthorization_reason_covers_app_secret(django_capture_on_commit_callbacks):
+    team = make_team()
+    member = make_member(team)
+    Integration.objects.create(team=team, org_url="https://org.example",
+                               status=Integration.Status.REAUTHORIZATION_NEEDED)
+    with django_capture_on_commit_callbacks(execute=True):
+        lead = capture_lead(member=member, team=team, data={"last_name": "Secret"})
+    lead.refresh_from_db()
+    assert "of this team must be authorized again" in lead.last_sync_error
+    assert "application user's secret" in lead.last_sync_error
