@@ -403,29 +403,49 @@ def _record_group(integration, leads, outcome, requests_used, duration_ms, clien
     return logs
 
 
+# Syncs of one lead in a row that may find a record to create already there. Parallel
+# syncs of one person at a new company can take the account, then the lead, in turn.
+MAX_SYNC_ROUNDS = 4
+
+
 def _gather_decide_apply(lead, sync_settings, client):
     """Run one sync; when a record to create already exists, sync again, as an update of
-    that record (or with that account found)."""
-    try:
+    that record (or with that account found).
+
+    Raises errors.TransientError when records keep appearing for MAX_SYNC_ROUNDS rounds,
+    so the lead is retried later rather than failed.
+    """
+    existing = []
+    for _ in range(MAX_SYNC_ROUNDS):
         plan = engine.decide(lead, sync_settings, reads.gather(lead, sync_settings, client))
-        return writes.apply(plan, client)
-    except engine.RecordExists as exists:
-        logger.info("Lead %s: %s; syncing again", lead.pk, exists)
-        if exists.entity in ("lead", "contact"):
-            lead.dynamics_entity = exists.entity
-            lead.dynamics_record_id = exists.record_id
-        plan = engine.decide(lead, sync_settings, reads.gather(lead, sync_settings, client))
+        if existing:
+            _follow_existing_records(plan, existing)
+        try:
+            return writes.apply(plan, client)
+        except engine.RecordExists as exists:
+            logger.info("Lead %s: %s; syncing again", lead.pk, exists)
+            existing.append(exists)
+            if exists.entity in ("lead", "contact"):
+                lead.dynamics_entity = exists.entity
+                lead.dynamics_record_id = exists.record_id
+    raise errors.TransientError(
+        f"Other syncs created records of this person {MAX_SYNC_ROUNDS} times while this "
+        "one ran; it runs again later.")
+
+
+def _follow_existing_records(plan, existing):
+    """Note in the plan the records that other syncs created, and link a taken account."""
+    for exists in reversed(existing):
         plan.path.insert(0, f"{exists.entity} {exists.record_id} already exists, created "
                             "by another sync")
-        account = plan.account
-        if account is not None and account.action == "create" \
-                and account.account_id == exists.record_id:
-            # The account with this derived id exists but does not match the lead (it was
-            # renamed in Dynamics, say): link it rather than fail on every attempt.
-            account.action = "keep"
-            account.matched_by = "the id this product gave it when it created it"
-            account.changes = []
-        return writes.apply(plan, client)
+    account = plan.account
+    taken = {exists.record_id for exists in existing if exists.entity == "account"}
+    if account is not None and account.action == "create" and account.account_id in taken:
+        # The account with this derived id exists but does not match the lead (it was
+        # renamed in Dynamics, say): link it rather than fail on every attempt.
+        account.action = "keep"
+        account.matched_by = "the id this product gave it when it created it"
+        account.changes = []
 
 
 def preview_sync(lead_id):
