@@ -129,7 +129,7 @@ def schedule_sync_for_new_lead(lead):
 
 def _mark_pending(lead, message):
     Lead.objects.filter(pk=lead.pk).update(
-        sync_status=Lead.SyncStatus.PENDING, last_sync_error=message
+        sync_status=Lead.SyncStatus.PENDING, last_sync_error=message, sync_attempts=0
     )
     lead.sync_status = Lead.SyncStatus.PENDING
     lead.last_sync_error = message
@@ -258,6 +258,7 @@ def sync_lead_now(lead_id):
                          lead.pk, integration.pk)
         Lead.objects.filter(pk=lead.pk).update(
             sync_status=Lead.SyncStatus.FAILED,
+            sync_attempts=0,
             last_sync_error="The sync stopped on an unexpected error; the worker log has "
                             "the details. Sync the lead again once it is fixed.",
         )
@@ -285,6 +286,7 @@ def _record_success(lead, integration, result, request_count, duration_ms):
             message = f"{message} {note}"
     Lead.objects.filter(pk=lead.pk).update(
         sync_status=status,
+        sync_attempts=0,
         dynamics_entity=result.entity,
         dynamics_record_id=result.record_id,
         last_sync_error=note,
@@ -487,7 +489,7 @@ def readable_error(error):
 def _record_failure(lead, integration, error, client, started):
     message = readable_error(error)
     Lead.objects.filter(pk=lead.pk).update(
-        sync_status=Lead.SyncStatus.FAILED, last_sync_error=message
+        sync_status=Lead.SyncStatus.FAILED, last_sync_error=message, sync_attempts=0
     )
     logger.error(
         "Lead %s failed to sync via integration %s: %s, status %s, code %s",

@@ -56,6 +56,8 @@ class Lead(models.Model):
     dynamics_record_id = models.CharField(max_length=36, blank=True)
     last_sync_error = models.TextField(blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # Attempts of the current sync, which a transient failure retries up to a limit. A
+    # final outcome (synced, skipped, failed or waiting) sets it back to 0.
     sync_attempts = models.PositiveIntegerField(default=0)
     # When the lead was last queued, or when its scheduled retry is due. The sweep queues
     # a lead again when this is too long ago.

@@ -265,3 +265,22 @@ def test_transient_failure_gives_up_after_max_attempts(connected_team, settings)
     assert log.outcome == SyncLog.Outcome.FAILED
     assert lead.sync_status == Lead.SyncStatus.FAILED
     assert "sync the lead again later" in lead.last_sync_error
+
+
+def test_resyncs_keep_retry_budget(connected_team, settings):
+    from integrations import connection
+
+    lead = capture(connected_team, email=unique_email("budget"))
+    for _ in range(services.MAX_SYNC_ATTEMPTS):
+        assert services.sync_lead_now(lead.pk).outcome in (SyncLog.Outcome.CREATED,
+                                                           SyncLog.Outcome.UPDATED)
+    settings.DYNAMICS_AUTHORITY = "https://127.0.0.1:9/sandbox-tenant"
+    connection._msal_http_cache.clear()
+    Lead.objects.filter(pk=lead.pk).update(sync_status=Lead.SyncStatus.QUEUED)
+
+    log = services.sync_lead_now(lead.pk)
+
+    lead.refresh_from_db()
+    assert log.outcome == SyncLog.Outcome.RETRYING
+    assert lead.sync_status == Lead.SyncStatus.QUEUED
+    assert f"attempt 2 of {services.MAX_SYNC_ATTEMPTS}" in lead.last_sync_error
