@@ -153,14 +153,22 @@ def enqueue_syncs(lead_ids):
         # Imported here so the web process loads django-q2 only when it enqueues.
         from django_q.tasks import async_task
 
-        if len(lead_ids) == 1:
-            async_task(SYNC_TASK, lead_ids[0], task_name=f"sync-lead-{lead_ids[0]}",
-                       group="sync")
-        else:
-            for start in range(0, len(lead_ids), BULK_TASK_SIZE):
-                chunk = lead_ids[start:start + BULK_TASK_SIZE]
-                async_task(BULK_SYNC_TASK, chunk, task_name=f"sync-leads-{chunk[0]}",
+        try:
+            if len(lead_ids) == 1:
+                async_task(SYNC_TASK, lead_ids[0], task_name=f"sync-lead-{lead_ids[0]}",
                            group="sync")
+            else:
+                for start in range(0, len(lead_ids), BULK_TASK_SIZE):
+                    chunk = lead_ids[start:start + BULK_TASK_SIZE]
+                    async_task(BULK_SYNC_TASK, chunk, task_name=f"sync-leads-{chunk[0]}",
+                               group="sync")
+        except Exception:  # The broker's own errors: Redis down, the database locked.
+            # The capture is already committed; failing now would only hide that. The
+            # leads stay queued, and the sweep queues them again.
+            logger.exception("Could not enqueue the sync of %d leads %s; they stay queued "
+                             "until the sweep queues them again", len(lead_ids),
+                             lead_ids[:20])
+            return
         logger.info("Enqueued the sync of %d leads: %s", len(lead_ids), lead_ids[:20])
 
     transaction.on_commit(enqueue)

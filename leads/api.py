@@ -28,8 +28,6 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
-from rest_framework.throttling import UserRateThrottle
 
 from teams.selectors import teams_of_member
 
@@ -37,6 +35,7 @@ from .api_schema import capture_schema, sync_many_schema, sync_one_schema
 from .models import Lead
 from .selectors import leads_captured_by, leads_in_teams_of
 from .serializers import LeadSerializer, SyncRequestSerializer
+from .throttling import CaptureRateThrottle
 from .services import (
     NO_TEAM_MESSAGE,
     CaptureTeamError,
@@ -52,22 +51,6 @@ logger = logging.getLogger(__name__)
 
 # The request header that carries a client reference, as an alternative to client_id.
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-
-
-class CaptureRateThrottle(UserRateThrottle):
-    """Limit the captures of each member to the "capture" rate in DEFAULT_THROTTLE_RATES.
-
-    NOTE: DRF keeps the request history in the default cache, which is local memory
-    per process unless CACHES names a shared cache. With several web processes, each
-    one allows the full rate.
-    """
-
-    scope = "capture"
-
-    def get_rate(self):
-        # Read at request time rather than from DRF's class attribute, which is bound
-        # at import, so that a changed setting applies.
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
 
 class LeadPagination(PageNumberPagination):

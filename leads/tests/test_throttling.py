@@ -1,0 +1,100 @@
+"""The capture throttle under concurrent captures and without a reachable cache."""
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+from django_q.conf import Conf
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from integrations.models import Integration
+from leads.models import Lead
+from leads.throttling import CaptureRateThrottle
+
+pytestmark = pytest.mark.django_db
+
+# Nothing listens on port 1 of the loopback address, so every connection is refused.
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def rate(settings):
+    cache.clear()
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"capture": "5/min"},
+    }
+    yield
+    cache.clear()
+
+
+def post_capture(user, body):
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client.post("/api/leads/", body, format="json")
+
+
+def test_concurrent_captures_stay_under_rate(two_teams, rate):
+    request = SimpleNamespace(user=two_teams.member_a)
+    allowed = []
+    start = threading.Barrier(12)
+
+    def capture():
+        start.wait()
+        allowed.append(CaptureRateThrottle().allow_request(request, None))
+
+    threads = [threading.Thread(target=capture) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert len(allowed) == 12
+    assert allowed.count(True) == 5
+
+
+def test_rejected_capture_does_not_count(two_teams, rate):
+    request = SimpleNamespace(user=two_teams.member_a)
+    throttle = CaptureRateThrottle()
+    results = [throttle.allow_request(request, None) for _ in range(8)]
+    window = int(throttle.timer() // throttle.duration)
+
+    assert results == [True] * 5 + [False] * 3
+    assert cache.get(f"{throttle.get_cache_key(request, None)}:{window}") == 5
+    assert 0 < throttle.wait() <= 60
+
+
+def test_unreachable_cache_lets_captures_through(two_teams, settings, caplog):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"capture": "5/min"},
+    }
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": UNREACHABLE_REDIS}}
+    CaptureRateThrottle._last_cache_warning = 0.0
+
+    statuses = [post_capture(two_teams.member_a, {"company": f"Open {index}"}).status_code
+                for index in range(7)]
+
+    assert statuses == [201] * 7
+    assert "cannot reach the cache" in caplog.text
+
+
+def test_unreachable_broker_keeps_lead_queued(two_teams, monkeypatch, caplog,
+                                              django_capture_on_commit_callbacks):
+    Integration.objects.create(team=two_teams.team_a, org_url="https://org.example",
+                               status=Integration.Status.CONNECTED)
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "DJANGO_REDIS", None)
+    monkeypatch.setattr(Conf, "REDIS", UNREACHABLE_REDIS)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_capture(two_teams.member_a, {"email": "kept@example.org"})
+
+    lead = Lead.objects.get(email="kept@example.org")
+    assert response.status_code == 201
+    assert lead.sync_status == Lead.SyncStatus.QUEUED
+    assert lead.sync_queued_at <= timezone.now()
+    assert "Could not enqueue the sync of 1 leads" in caplog.text
