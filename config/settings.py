@@ -40,6 +40,22 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# Behind a proxy that terminates TLS: the request header and value that mark a request as
+# https, as "HTTP_X_FORWARDED_PROTO,https". Only set it when the proxy always sets or
+# strips that header. The session and CSRF cookies are then sent over https only.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER must be a header and a value separated by a comma, "
+            f"such as HTTP_X_FORWARDED_PROTO,https; got {','.join(_proxy_ssl_header)!r}."
+        )
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+# Seconds browsers should use only https for this host (HSTS); 0 sends no header.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+
 # Runtime files (SQLite database, sandbox certificate and records) live here.
 VAR_DIR = _path("VAR_DIR", BASE_DIR / "var")
 
