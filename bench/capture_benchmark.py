@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -204,8 +205,9 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def run_once(requests_count, concurrency, web_workers, latency_ms, use_postgres):
-    """Run one load test and return its figures."""
+def run_once(requests_count, concurrency, web_workers, latency_ms, use_postgres, keep=False):
+    """Run one load test and return its figures. The run's folder, with the logs of its
+    processes, is deleted afterwards unless `keep` is true."""
     work_dir = Path(tempfile.mkdtemp(prefix="leadsync-capture-"))
     (work_dir / "var").mkdir()
     processes = Processes()
@@ -267,6 +269,10 @@ def run_once(requests_count, concurrency, web_workers, latency_ms, use_postgres)
         processes.stop()
         for server in reversed(servers):
             server.stop()
+        if keep:
+            print(f"Kept the run's folder {work_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def check(figures):
@@ -293,11 +299,13 @@ def main():
                              "(default 0 300).")
     parser.add_argument("--postgres", action="store_true",
                         help="Use private PostgreSQL and Redis servers instead of SQLite.")
+    parser.add_argument("--keep", action="store_true",
+                        help="Keep each run's folder (logs, database, sandbox data).")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
     options = parser.parse_args()
 
     runs = [run_once(options.requests, options.concurrency, options.web_workers, latency,
-                     options.postgres)
+                     options.postgres, options.keep)
             for latency in options.dynamics_latency_ms]
     problems = [f"{run['database']} at {run['dynamics_latency_ms']} ms: {problem}"
                 for run in runs for problem in check(run)]
