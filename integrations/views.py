@@ -276,6 +276,7 @@ def callback(request):
         messages.error(request, f"Signed in, but reading your Dynamics user failed: {error}")
     else:
         messages.success(request, _connected_message(integration))
+        _warn_missing_privileges(request, integration)
     return redirect(_settings_url(integration))
 
 
@@ -285,6 +286,26 @@ def _connected_message(integration):
         return (f"Connected to Dynamics ({where}) as the application user "
                 f"{integration.integration_user_name or integration.app_client_id}.")
     return f"Connected to Dynamics as {integration.integration_user_email} ({where})."
+
+
+def _warn_missing_privileges(request, integration):
+    """Add a warning naming the privileges the sync uses that the connected user lacks.
+
+    A failed read only goes to the log: the connection itself succeeded, and See
+    Permissions reads the privileges again.
+    """
+    try:
+        privileges = settings_page.read_privileges(integration)["privileges"]
+    except errors.DataverseError as error:
+        logger.warning("Integration %s: could not read privileges after connecting: %s",
+                       integration.pk, error)
+        return
+    missing = [row["name"] for row in privileges if not row["present"]]
+    if missing:
+        messages.warning(
+            request, f"The connected Dynamics user lacks {len(missing)} privileges that the "
+                     f"sync uses: {', '.join(missing)}. See Permissions says what each one "
+                     f"is for; a Dynamics admin can grant them with a security role.")
 
 
 def _list_environments(request, integration, flow, response):
@@ -361,6 +382,7 @@ def choose_environment(request, integration_id):
                                 f"{environment.name} failed: {error}")
     else:
         messages.success(request, _connected_message(integration))
+        _warn_missing_privileges(request, integration)
     return redirect(_settings_url(integration))
 
 
@@ -413,6 +435,7 @@ def _application_user_page(request, team, integration):
         form.add_error(None, _application_user_rejected(error, data["environment_url"]))
         return _render_application_user(request, team, integration, form, status=400)
     messages.success(request, _connected_message(integration))
+    _warn_missing_privileges(request, integration)
     return redirect(_settings_url(integration))
 
 

@@ -128,3 +128,17 @@ def test_wrong_client_secret_needs_reauthorization(connected_team, settings):
     with pytest.raises(errors.AuthorizationRequired) as raised:
         provider(force_refresh=True)
     assert "invalid_client" in str(raised.value)
+
+
+def test_connect_warns_of_missing_privileges(client, dynamics_settings, sandbox):
+    setup = ConnectedTeam(client, sandbox, SANDBOX_READER)
+
+    text = setup.page.content.decode()
+
+    assert "The connected Dynamics user lacks" in text
+    assert "prvCreateLead" in text
+    assert "prvReadLead" not in text
+
+
+def test_connect_as_admin_has_no_privilege_warning(connected_team):
+    assert "lacks" not in connected_team.page.content.decode()
