@@ -91,7 +91,7 @@ from urllib.parse import parse_qsl, urlsplit
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from dynamics_sandbox.testing import sign_in_with_form
-from integrations import connection, services
+from integrations import connecting, connection
 from teams.models import Membership
 from teams.services import add_member, create_team
 from django.conf import settings
@@ -100,11 +100,11 @@ users = get_user_model().objects
 team = create_team("Capture benchmark")
 admin = users.create_user("bench-admin", "alex.admin@contoso.example", "x")
 add_member(team, admin, Membership.Role.ADMIN)
-integration = services.get_or_create_team_integration(team)
+integration = connecting.get_or_create_team_integration(team)
 flow = connection.begin_sign_in(integration.org_url,
                                 "http://127.0.0.1:8000/integrations/callback/")
 location = sign_in_with_form(flow["auth_uri"], admin.email, settings.DYNAMICS_CA_BUNDLE)
-services.connect_integration(integration, flow, dict(parse_qsl(urlsplit(location).query)),
+connecting.connect_integration(integration, flow, dict(parse_qsl(urlsplit(location).query)),
                              admin)
 tokens = []
 for index in range(%d):

@@ -46,7 +46,7 @@ def connect(sandbox):
     from django.conf import settings
 
     from dynamics_sandbox.testing import sign_in_with_form
-    from integrations import connection, services
+    from integrations import connecting, connection
     from teams.models import Membership
     from teams.services import add_member, create_team
     from django.contrib.auth import get_user_model
@@ -60,11 +60,11 @@ def connect(sandbox):
     team = create_team("Benchmark team")
     add_member(team, admin, Membership.Role.ADMIN)
     add_member(team, member)
-    integration = services.get_or_create_team_integration(team)
+    integration = connecting.get_or_create_team_integration(team)
     flow = connection.begin_sign_in(integration.org_url,
                                     "http://127.0.0.1:8000/integrations/callback/")
     redirect = sign_in_with_form(flow["auth_uri"], admin.email, str(sandbox.ca_bundle))
-    integration = services.connect_integration(
+    integration = connecting.connect_integration(
         integration, flow, dict(parse_qsl(urlsplit(redirect).query)), admin)
     return team, member, integration
 

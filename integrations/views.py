@@ -20,9 +20,9 @@ from leads.models import Lead
 from teams.models import Team
 from teams.selectors import subteams_administered_by, teams_administered_by
 
-from . import connection, environments, forms, services, settings_page
+from . import connecting, connection, environments, forms, services, settings_page
 from .client import errors
-from .models import FieldMapping, Integration
+from .models import FieldMapping
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def permissions(request, integration_id):
 def connect(request, team_id):
     """Start connecting the team's full-team integration (see `_start_connect`)."""
     team = _administered_team(request.user, team_id)
-    integration = services.get_or_create_team_integration(team)
+    integration = connecting.get_or_create_team_integration(team)
     return _start_connect(request, integration)
 
 
@@ -264,7 +264,7 @@ def callback(request):
     if pending.get("mode") == "discover":
         return _list_environments(request, integration, pending["flow"], response)
     try:
-        integration = services.connect_integration(
+        integration = connecting.connect_integration(
             integration, pending["flow"], response, request.user, org_url=pending["org_url"]
         )
     except connection.ConnectError as error:
@@ -311,7 +311,7 @@ def _warn_missing_privileges(request, integration):
 def _list_environments(request, integration, flow, response):
     """Finish a discovery sign-in and keep its environments for the pick page."""
     try:
-        sign_in, found = services.complete_discovery_sign_in(flow, response)
+        sign_in, found = connecting.complete_discovery_sign_in(flow, response)
     except (connection.ConnectError, environments.DiscoveryError) as error:
         logger.warning("Discovery sign-in failed for integration %s: %s", integration.pk,
                        error)
@@ -369,7 +369,7 @@ def choose_environment(request, integration_id):
     environment = form.chosen()
     request.session.pop(DISCOVERY_SESSION_KEY, None)
     try:
-        integration = services.connect_discovered_environment(
+        integration = connecting.connect_discovered_environment(
             integration, request.user, environment, pending["cache"], pending["account_id"])
     except connection.ConnectError as error:
         logger.warning("Connecting integration %s to environment %s failed: %s",
@@ -417,10 +417,10 @@ def _application_user_page(request, team, integration):
     if not form.is_valid():
         return _render_application_user(request, team, integration, form, status=400)
     if integration is None:
-        integration = services.get_or_create_team_integration(team)
+        integration = connecting.get_or_create_team_integration(team)
     data = form.cleaned_data
     try:
-        integration = services.connect_application_user(
+        integration = connecting.connect_application_user(
             integration, request.user, tenant_id=data["tenant_id"],
             client_id=data["client_id"], client_secret=data["client_secret"],
             org_url=data["environment_url"])

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from dynamics_sandbox.seed import TENANT_ID
 from dynamics_sandbox.testing import sign_in_with_form
-from integrations import connection, services
+from integrations import connecting, connection, services
 from integrations.client import errors
 from integrations.models import Integration, SyncLog
 from integrations.views import DISCOVERY_SESSION_KEY
@@ -143,7 +143,7 @@ def test_pick_rejects_unlisted_environment(dynamics_settings, client, sandbox):
 def test_pick_needs_discovery_sign_in(dynamics_settings, client, sandbox):
     team = make_team()
     admin = make_admin(team)
-    integration = services.get_or_create_team_integration(team)
+    integration = connecting.get_or_create_team_integration(team)
     client.force_login(admin)
     page = client.post(reverse("integrations:choose-environment", args=[integration.pk]),
                        {"environment": sandbox.environment(SALES).environment_id},

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from dynamics_sandbox import seed
 from dynamics_sandbox.testing import sign_in_with_form
-from integrations import connection, environments, services
+from integrations import connecting, connection, environments
 from integrations.client import errors
 from integrations.models import Integration
 from integrations.views import SIGN_IN_SESSION_KEY
@@ -296,7 +296,7 @@ def test_connection_posts_need_csrf_token(dynamics_settings, name, needs_integra
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(make_admin(team))
     if needs_integration:
-        integration = services.get_or_create_team_integration(team)
+        integration = connecting.get_or_create_team_integration(team)
         url = reverse(name, args=[integration.pk])
     else:
         url = reverse(name, args=[team.pk])
@@ -309,7 +309,7 @@ def test_connection_posts_need_csrf_token(dynamics_settings, name, needs_integra
 def test_connection_actions_reject_get(dynamics_settings, client, name):
     team = make_team()
     client.force_login(make_admin(team))
-    integration = services.get_or_create_team_integration(team)
+    integration = connecting.get_or_create_team_integration(team)
     assert client.get(reverse(name, args=[integration.pk])).status_code == 405
 
 
