@@ -43,7 +43,7 @@ class LeadAdmin(LeadImportAdminMixin, TeamScopedAdminMixin, admin.ModelAdmin):
     team_field = "team"
     form = LeadAdminForm
     list_display = [
-        "name", "email", "company", "captured_by", "team", "sync_status",
+        "name", "email", "company", "captured_by", "team", "sync_state",
         "dynamics_record_id", "captured_at",
     ]
     # RelatedOnlyFieldListFilter offers only the teams of the rows the user can see; the
@@ -92,6 +92,10 @@ class LeadAdmin(LeadImportAdminMixin, TeamScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description="Name", ordering="last_name")
     def name(self, lead):
         return f"{lead.first_name} {lead.last_name}".strip() or "-"
+
+    @admin.display(description="Sync status", ordering="sync_status")
+    def sync_state(self, lead):
+        return lead.sync_state_label
 
     def get_readonly_fields(self, request, obj=None):
         # A lead stays with the team and the member that captured it.

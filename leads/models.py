@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Lead(models.Model):
@@ -80,6 +81,15 @@ class Lead(models.Model):
                 name="one_lead_per_client_reference",
             ),
         ]
+
+    @property
+    def sync_state_label(self):
+        """The sync status as people read it: a queued lead that a worker has claimed
+        shows as "Syncing"."""
+        if (self.sync_status == self.SyncStatus.QUEUED and self.sync_claimed_until
+                and self.sync_claimed_until > timezone.now()):
+            return "Syncing"
+        return self.get_sync_status_display()
 
     def __str__(self):
         name = f"{self.first_name} {self.last_name}".strip()

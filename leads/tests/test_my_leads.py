@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from integrations import claims
 from integrations.models import Integration, SyncJob
 from integrations.permissions import MEMBER_SYNC_OFF, NO_INTEGRATION
 from integrations.tests.task_queue import queued_lead_ids, queued_tasks
@@ -177,3 +178,18 @@ def test_my_leads_queries_do_not_grow(client, team_setup, django_assert_max_num_
         response = client.get(URL)
 
     assert response.status_code == 200
+
+
+def test_claimed_lead_shows_syncing(client, team_setup):
+    team, member, _ = team_setup
+    claimed = make_lead(team, member, sync_status=Lead.SyncStatus.QUEUED)
+    waiting = make_lead(team, member, sync_status=Lead.SyncStatus.QUEUED)
+    claims.claim([claimed.pk])
+    client.force_login(member)
+
+    page = client.get(URL).content.decode()
+
+    statuses = dict(re.findall(r'data-lead-id="(\d+)".*?<td class="sync-status">([^<]*)</td>',
+                               page, re.S))
+    assert statuses[str(claimed.pk)] == "Syncing"
+    assert statuses[str(waiting.pk)] == "Queued"
