@@ -24,7 +24,8 @@ class TokenError(Exception):
 def is_loopback_audience(audience, port, path=""):
     """Return whether a token's audience is https on a loopback host, `port` and `path`.
 
-    127.0.0.1, localhost and [::1] name the same server, so a token for one is good at all.
+    127.0.0.1, localhost and [::1] name the same server, so a token for any of them is
+    accepted.
     """
     parts = urlsplit(audience)
     try:

@@ -1,9 +1,9 @@
 """Work claiming: which task run syncs a lead now, and the sweep for lost tasks.
 
 Many worker processes, on many machines, take sync tasks from one queue. A task claims its
-queued leads before it syncs them and skips the ones that another run has claimed or that are
-no longer queued, so a lead is synced by one worker at a time and a task that runs twice
-does nothing the second time. A claim expires after SYNC_CLAIM_SECONDS, which outlives
+queued leads before it syncs them. It skips the leads that another run has claimed or
+that are no longer queued. So a lead is synced by one worker at a time, and a task that
+runs twice does nothing the second time. A claim expires after SYNC_CLAIM_SECONDS, which outlives
 the task timeout: only a killed worker leaves a claim to expire. Its leads stay queued,
 and the sweep queues them again.
 """
@@ -32,8 +32,8 @@ def _unclaimed(now):
 def claim(lead_ids):
     """Claim the queued, unclaimed leads among `lead_ids`; return (claim id, claimed ids).
 
-    On PostgreSQL the rows are locked with SKIP LOCKED, so two workers never wait on or
-    take the same lead. SQLite ignores the row lock, but its write transactions (started
+    On PostgreSQL the rows are read with FOR UPDATE SKIP LOCKED, so a worker skips the
+    rows another worker is claiming instead of waiting for them. SQLite ignores the lock, but its write transactions (started
     with BEGIN IMMEDIATE in settings) run one at a time, which gives the same result.
     """
     claim_id = uuid.uuid4().hex

@@ -145,8 +145,8 @@ def _store_connection(integration, user, org_url, access_token, credentials):
     """
     probe = Integration(pk=integration.pk, org_url=org_url)
     client = connection.client_for(probe, access_token=access_token)
-    who = client.who_am_i()
-    user_row = client.user_with_roles(who["UserId"])
+    dynamics_user_id = client.who_am_i()["UserId"]
+    user_row = client.user_with_roles(dynamics_user_id)
     columns = {table: metadata.fetch_columns(client, table) for table in metadata.TABLES}
 
     now = timezone.now()
@@ -167,7 +167,7 @@ def _store_connection(integration, user, org_url, access_token, credentials):
             setattr(integration, field, value)
         integration.status = Integration.Status.CONNECTED
         integration.connected_by = user
-        integration.dynamics_user_id = who["UserId"]
+        integration.dynamics_user_id = dynamics_user_id
         if integration.uses_application_user:
             # An application user has no mailbox; its name is what the page shows.
             integration.integration_user_email = ""

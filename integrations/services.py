@@ -449,8 +449,10 @@ def _follow_existing_records(plan, existing):
         plan.path.insert(0, f"{exists.entity} {exists.record_id} already exists, created "
                             "by another sync")
     account = plan.account
-    taken = {exists.record_id for exists in existing if exists.entity == "account"}
-    if account is not None and account.action == "create" and account.account_id in taken:
+    taken_account_ids = {exists.record_id for exists in existing
+                         if exists.entity == "account"}
+    if (account is not None and account.action == "create"
+            and account.account_id in taken_account_ids):
         # The account with this derived id exists but does not match the lead (it was
         # renamed in Dynamics, say): link it rather than fail on every attempt.
         account.action = "keep"

@@ -25,7 +25,7 @@ START_TIMEOUT = 60
 
 
 class ServerError(RuntimeError):
-    """A local server could not be found or started. The message says how to fix it."""
+    """A local server could not be found or started. The message gives the fix."""
 
 
 def free_port():
@@ -44,7 +44,9 @@ def _wait_for_port(port, process, name, log_path):
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
-    log = Path(log_path).read_text(errors="replace")[-3000:] if Path(log_path).exists() else ""
+    log = ""
+    if Path(log_path).exists():
+        log = Path(log_path).read_text(errors="replace")[-3000:]
     raise ServerError(f"{name} did not start on 127.0.0.1:{port} within {START_TIMEOUT} s. "
                       f"Its log:\n{log}")
 
