@@ -6,6 +6,7 @@ Integration row, records it in the settings history and queues the leads that wa
 Views call these.
 """
 
+import datetime
 import logging
 
 from django.conf import settings
@@ -122,16 +123,20 @@ CONNECTION_HISTORY_FIELDS = ("status", "org_url", "environment_name", "auth_mode
                              "integration_user_email", "connected_at", "authorized_at")
 
 
+def _history_value(value):
+    """Return a value as the settings history stores it: dates as readable UTC text."""
+    if hasattr(value, "strftime"):
+        return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value
+
+
 def _record_connection_change(integration, user, before):
     """Record a connection or re-authorization in the settings history (SettingsChange)."""
     changes = {}
     for field in CONNECTION_HISTORY_FIELDS:
         old, new = before[field], getattr(integration, field)
         if old != new:
-            if hasattr(old, "isoformat") or hasattr(new, "isoformat"):
-                old = old.isoformat() if old else None
-                new = new.isoformat() if new else None
-            changes[field] = {"old": old, "new": new}
+            changes[field] = {"old": _history_value(old), "new": _history_value(new)}
     SettingsChange.objects.create(integration=integration, changed_by=user, changes=changes)
 
 

@@ -1,5 +1,7 @@
 """Connections in the settings history, and stored connections nothing else may change."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -22,7 +24,9 @@ def test_connect_recorded_in_history(connected_team):
     assert change.changed_by == connected_team.admin
     assert change.changes["status"]["new"] == Integration.Status.CONNECTED
     assert change.changes["integration_user_name"]["new"] == "Alex Admin"
-    assert change.changes["connected_at"]["new"] is not None
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC",
+                        change.changes["connected_at"]["new"])
+    assert change.changes["connected_at"]["old"] is None
 
 
 def test_reauthorization_recorded_in_history(connected_team, client, sandbox):
