@@ -54,9 +54,14 @@ def claim(lead_ids):
     return claim_id, claimed
 
 
+# The fields that end a claim. A sync writes them with the lead's final status in one
+# update, so a worker killed right after that write leaves no claim on a finished lead.
+RELEASED = {"sync_claim": "", "sync_claimed_until": None}
+
+
 def release(claim_id):
     """Release the leads still claimed under `claim_id`."""
-    Lead.objects.filter(sync_claim=claim_id).update(sync_claim="", sync_claimed_until=None)
+    Lead.objects.filter(sync_claim=claim_id).update(**RELEASED)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from leads.models import Lead
 
-from . import connection, field_mappings, metadata
+from . import claims, connection, field_mappings, metadata
 from .client import errors
 from .models import Integration, SyncLog
 from .sync import bulk, engine, reads, writes
@@ -129,7 +129,8 @@ def schedule_sync_for_new_lead(lead):
 
 def _mark_pending(lead, message):
     Lead.objects.filter(pk=lead.pk).update(
-        sync_status=Lead.SyncStatus.PENDING, last_sync_error=message, sync_attempts=0
+        sync_status=Lead.SyncStatus.PENDING, last_sync_error=message, sync_attempts=0,
+        **claims.RELEASED,
     )
     lead.sync_status = Lead.SyncStatus.PENDING
     lead.last_sync_error = message
@@ -267,6 +268,7 @@ def sync_lead_now(lead_id):
         Lead.objects.filter(pk=lead.pk).update(
             sync_status=Lead.SyncStatus.FAILED,
             sync_attempts=0,
+            **claims.RELEASED,
             last_sync_error="The sync stopped on an unexpected error; the worker log has "
                             "the details. Sync the lead again once it is fixed.",
         )
@@ -299,6 +301,7 @@ def _record_success(lead, integration, result, request_count, duration_ms):
         dynamics_record_id=result.record_id,
         last_sync_error=note,
         last_synced_at=timezone.now(),
+        **claims.RELEASED,
     )
     logger.info(
         "Lead %s %s Dynamics %s %s via integration %s in %d requests, %d ms",
@@ -499,7 +502,8 @@ def readable_error(error):
 def _record_failure(lead, integration, error, client, started):
     message = readable_error(error)
     Lead.objects.filter(pk=lead.pk).update(
-        sync_status=Lead.SyncStatus.FAILED, last_sync_error=message, sync_attempts=0
+        sync_status=Lead.SyncStatus.FAILED, last_sync_error=message, sync_attempts=0,
+        **claims.RELEASED,
     )
     logger.error(
         "Lead %s failed to sync via integration %s: %s, status %s, code %s",

@@ -201,3 +201,22 @@ def test_lead_of_killed_worker_syncs_after_sweep(connected_team, sandbox, settin
     assert lead.sync_claim == ""
     assert len([row for row in sandbox.store.records("lead")
                 if row.get("emailaddress1") == email]) == 1
+
+
+@pytest.mark.parametrize("sync_now", [services.sync_lead_now,
+                                      lambda lead_id: services.sync_leads_now([lead_id])])
+def test_final_write_ends_claim(connected_team, sandbox, sync_now):
+    # No release runs here, as when a worker is killed right after the final write.
+    lead = make_lead(connected_team.team, connected_team.member,
+                     email=unique_email("final-write"),
+                     sync_status=Lead.SyncStatus.QUEUED, sync_queued_at=timezone.now())
+    claim_id, claimed = claims.claim([lead.pk])
+
+    sync_now(lead.pk)
+
+    lead.refresh_from_db()
+    assert claimed == [lead.pk]
+    assert lead.sync_status == Lead.SyncStatus.SYNCED
+    assert lead.sync_claim == ""
+    assert lead.sync_claimed_until is None
+    assert lead.sync_state_label == "Synced"
