@@ -4,7 +4,7 @@
 import pytest
 from django.urls import reverse
 
-from integrations import jobs, permissions
+from integrations import jobs, permissions, sync_views
 from integrations.models import Integration, SyncJob, SyncLog
 from leads.models import Lead
 from teams.models import SubteamMembership
@@ -415,6 +415,23 @@ def test_sync_log_filters_by_outcome(world, client):
     assert 'class="retry-lead"' in failed_page
     assert "made it" in unknown_page
     assert "broke it" in unknown_page
+
+
+def test_sync_log_pages_keep_the_outcome_filter(world, client):
+    for index in range(sync_views.LOG_PAGE_SIZE + 1):
+        make_log(world, world.admin_lead, SyncLog.Outcome.FAILED, message=f"broke {index}")
+    make_log(world, world.member_lead, SyncLog.Outcome.CREATED, message="made it")
+    client.force_login(world.admin)
+    url = f"/integrations/sync/log/{world.integration.pk}/"
+
+    first = client.get(url, {"outcome": "failed"}).content.decode()
+    second = client.get(url, {"outcome": "failed", "page": 2}).content.decode()
+
+    assert '<a href="?outcome=failed&amp;page=2">Older</a>' in first
+    assert "Page 1 of 2" in first
+    assert '<a href="?outcome=failed&amp;page=1">Newer</a>' in second
+    assert "broke 0" in second
+    assert "made it" not in second
 
 
 def test_sync_log_retry_one_lead(world, client, django_capture_on_commit_callbacks):

@@ -8,6 +8,7 @@ from integrations import claims
 from integrations.models import Integration, SyncJob
 from integrations.permissions import MEMBER_SYNC_OFF, NO_INTEGRATION
 from integrations.tests.task_queue import queued_lead_ids, queued_tasks
+from leads import views
 from leads.models import Lead
 from teams.tests.factories import make_admin, make_lead, make_member, make_team
 
@@ -193,3 +194,20 @@ def test_claimed_lead_shows_syncing(client, team_setup):
                                page, re.S))
     assert statuses[str(claimed.pk)] == "Syncing"
     assert statuses[str(waiting.pk)] == "Queued"
+
+
+def test_my_leads_pages_link_older_and_newer(client, team_setup):
+    team, member, _ = team_setup
+    leads = [make_lead(team, member, email=f"paged{index}@example.com")
+             for index in range(views.PAGE_SIZE + 1)]
+    client.force_login(member)
+
+    first = client.get(URL).content.decode()
+    second = client.get(URL, {"page": 2}).content.decode()
+
+    assert '<a href="?page=2">Older</a>' in first
+    assert "Newer</a>" not in first
+    assert '<a href="?page=1">Newer</a>' in second
+    assert len(rows(first)) == views.PAGE_SIZE
+    assert len(rows(second)) == 1
+    assert set(rows(first) + rows(second)) == {str(lead.pk) for lead in leads}
