@@ -2,6 +2,7 @@
 
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -24,9 +25,22 @@ def test_strict_verification(sandbox, name):
     assert handshake(sandbox, name) is not None
 
 
-def test_wrong_name_rejected(sandbox):
+def test_wrong_name_rejected(sandbox, caplog):
     with pytest.raises(ssl.SSLCertVerificationError):
         handshake(sandbox, "example.com")
+
+    # The server logs the failed handshake from its own thread. Waiting for that line
+    # also keeps it from arriving after the test, when pytest has closed its log capture.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not failed_connections(caplog):
+        time.sleep(0.02)
+    assert len(failed_connections(caplog)) == 1
+
+
+def failed_connections(caplog):
+    return [record for record in caplog.records
+            if record.name == "dynamics_sandbox.server"
+            and record.getMessage().startswith("Connection from 127.0.0.1 failed: SSLError")]
 
 
 def test_certificate_reused(tmp_path):
