@@ -50,6 +50,24 @@ def test_admin_connects_through_sign_in(page, team_people, sandbox):
     assert integration.environment_unique_name == "contososales"
 
 
+def test_admin_cancels_environment_pick(page, team_people, sandbox):
+    log_in(page, team_people.admin)
+    page.get_by_role("button", name="Connect Dynamics").click()
+    page.wait_for_url(f"{sandbox.base_url}/**")
+    page.get_by_label(SANDBOX_ADMIN_NAME).check()
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(ENVIRONMENTS_URL)
+
+    # No environment is chosen, so Cancel must skip the browser's required-field check.
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_url(SETTINGS_URL)
+
+    expect(page.locator(".messagelist")).to_contain_text("Connecting was cancelled")
+    expect(page.get_by_role("button", name="Connect Dynamics")).to_be_visible()
+    integration = Integration.objects.get(team=team_people.team, subteam=None)
+    assert integration.status == Integration.Status.DISCONNECTED
+
+
 def test_admin_connects_application_user(page, team_people, sandbox):
     events = sandbox.environment("contosoevents")
     log_in(page, team_people.admin)

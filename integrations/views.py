@@ -94,6 +94,7 @@ def integration_settings(request, integration_id):
 
 
 def _render_page(request, integration, form=None, formset=None, status=200):
+    _drop_expired_discovery(request)
     user = request.user
     managed = list(settings_page.integrations_managed_by(user))
     with_full_team = {row.team_id for row in managed if row.subteam_id is None}
@@ -338,13 +339,22 @@ def _list_environments(request, integration, flow, response):
 def _pending_discovery(request, integration):
     """Return the discovery result kept for `integration`, or None when there is none
     or it is older than DISCOVERY_PICK_SECONDS."""
+    _drop_expired_discovery(request)
     pending = request.session.get(DISCOVERY_SESSION_KEY)
     if not pending or pending.get("integration_id") != integration.pk:
         return None
-    if time.time() - pending.get("started", 0) > DISCOVERY_PICK_SECONDS:
-        request.session.pop(DISCOVERY_SESSION_KEY, None)
-        return None
     return pending
+
+
+def _drop_expired_discovery(request):
+    """Remove a discovery result older than DISCOVERY_PICK_SECONDS from the session.
+
+    The result contains the sign-in's encrypted refresh token, which an abandoned pick
+    would otherwise keep until the session ends.
+    """
+    pending = request.session.get(DISCOVERY_SESSION_KEY)
+    if pending and time.time() - pending.get("started", 0) > DISCOVERY_PICK_SECONDS:
+        request.session.pop(DISCOVERY_SESSION_KEY, None)
 
 
 @login_required
@@ -356,6 +366,12 @@ def choose_environment(request, integration_id):
     if pending is None:
         messages.error(request, "No list of environments is waiting for this integration. "
                                 "Click Connect Dynamics to sign in again.")
+        return redirect(_settings_url(integration))
+    if request.method == "POST" and "cancel" in request.POST:
+        request.session.pop(DISCOVERY_SESSION_KEY, None)
+        logger.info("User %s cancelled picking an environment for integration %s",
+                    request.user.pk, integration.pk)
+        messages.info(request, "Connecting was cancelled; the integration is unchanged.")
         return redirect(_settings_url(integration))
     found = [environments.Environment(**row) for row in pending["environments"]]
     form = forms.EnvironmentChoiceForm(request.POST or None, environments=found)

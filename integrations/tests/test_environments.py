@@ -308,6 +308,43 @@ def test_pick_expires(dynamics_settings, client, sandbox):
     assert integration.status == Integration.Status.DISCONNECTED
 
 
+def test_cancel_forgets_environment_list(dynamics_settings, client, sandbox):
+    team = make_team()
+    sign_in_for_discovery(client, make_admin(team), sandbox, team=team)
+    integration = Integration.objects.get(team=team, subteam=None)
+
+    page = client.post(reverse("integrations:choose-environment", args=[integration.pk]),
+                       {"cancel": "Cancel"}, follow=True)
+
+    integration.refresh_from_db()
+    assert "Connecting was cancelled; the integration is unchanged." in page.content.decode()
+    assert DISCOVERY_SESSION_KEY not in client.session
+    assert integration.status == Integration.Status.DISCONNECTED
+
+
+def test_settings_page_drops_expired_list(dynamics_settings, client, sandbox):
+    team = make_team()
+    sign_in_for_discovery(client, make_admin(team), sandbox, team=team)
+    session = client.session
+    session[DISCOVERY_SESSION_KEY]["started"] -= 16 * 60
+    session.save()
+
+    response = client.get(reverse("integrations:settings"))
+
+    assert response.status_code == 200
+    assert DISCOVERY_SESSION_KEY not in client.session
+
+
+def test_settings_page_keeps_fresh_list(dynamics_settings, client, sandbox):
+    team = make_team()
+    sign_in_for_discovery(client, make_admin(team), sandbox, team=team)
+
+    response = client.get(reverse("integrations:settings"))
+
+    assert response.status_code == 200
+    assert DISCOVERY_SESSION_KEY in client.session
+
+
 def test_connected_team_fixture_still_connects(connected_team, sandbox):
     """The URL path that the smoke run and most tests post still connects."""
     assert connected_team.integration.org_url == sandbox.base_url
