@@ -344,17 +344,20 @@ def _check_detail(name, result):
     return f"Dynamics returned {len(result)} lead{'s' if len(result) != 1 else ''}."
 
 
-def read_privileges(integration):
+def read_privileges(integration, with_roles=True):
     """Read the integration user's roles and privileges live from Dynamics.
 
     Returns {"roles": [names], "privileges": [{"name", "depth", "depth_label",
-    "present", "consequence"}]} for the REQUIRED_PRIVILEGES. Raises a client error when
-    Dynamics cannot be read.
+    "present", "consequence"}]} for the REQUIRED_PRIVILEGES. With `with_roles` false,
+    the roles are not read and "roles" is None. Raises a client error when Dynamics
+    cannot be read.
     """
     client = connection.client_for(integration)
     client.max_retries = 1
     user_id = integration.dynamics_user_id or client.who_am_i()["UserId"]
-    roles = [role["name"] for role in client.user_with_roles(user_id)["roles"]]
+    roles = None
+    if with_roles:
+        roles = [role["name"] for role in client.user_with_roles(user_id)["roles"]]
     granted = client.request(
         "GET", f"systemusers({user_id})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()"
     ).json().get("RolePrivileges", [])

@@ -293,10 +293,10 @@ def _warn_missing_privileges(request, integration):
     """Add a warning naming the privileges the sync uses that the connected user lacks.
 
     A failed read only goes to the log: the connection itself succeeded, and See
-    Permissions reads the privileges again.
+    Permissions reads the privileges again. The roles were read while connecting.
     """
     try:
-        privileges = settings_page.read_privileges(integration)["privileges"]
+        privileges = settings_page.read_privileges(integration, with_roles=False)["privileges"]
     except errors.DataverseError as error:
         logger.warning("Integration %s: could not read privileges after connecting: %s",
                        integration.pk, error)

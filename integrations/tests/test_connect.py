@@ -140,5 +140,19 @@ def test_connect_warns_of_missing_privileges(client, dynamics_settings, sandbox)
     assert "prvReadLead" not in text
 
 
+def test_connect_reads_roles_once(client, dynamics_settings, sandbox):
+    sandbox.store.clear_request_log()
+
+    setup = ConnectedTeam(client, sandbox, SANDBOX_READER)
+
+    role_reads = [row for row in sandbox.store.requests(method="GET")
+                  if "systemuserroles_association" in (row["query"] or "")]
+    privilege_reads = [row for row in sandbox.store.requests(method="GET")
+                       if row["path"].endswith("RetrieveUserPrivileges()")]
+    assert setup.integration.dynamics_roles
+    assert len(role_reads) == 1
+    assert len(privilege_reads) == 1
+
+
 def test_connect_as_admin_has_no_privilege_warning(connected_team):
     assert "lacks" not in connected_team.page.content.decode()
