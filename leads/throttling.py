@@ -3,9 +3,12 @@
 DRF's own throttles keep a list of request times in the cache and write it back after
 each request, so two web processes that read it at once both let a request through. This
 one counts with the cache's atomic `add` and `incr` instead, so with a shared cache
-(Redis) the rate applies across every web process. It counts in fixed windows aligned to
-the clock (each minute for "120/min"), so a burst that straddles two windows can reach
-twice the rate within one period.
+(Redis) the rate applies across every web process.
+
+It counts in windows aligned to the clock (each minute for "120/min") and weighs the
+previous window by the part of it that still lies within one period of now (a sliding
+window counter). So a burst at the end of one window also counts early in the next one,
+rather than letting twice the rate through across the boundary.
 """
 
 import logging
@@ -49,10 +52,14 @@ class CaptureRateThrottle(UserRateThrottle):
         now = self.timer()
         window = int(now // self.duration)
         window_key = f"{key}:{window}"
+        # The part of the current window that has passed, from 0 up to 1.
+        elapsed = (now % self.duration) / self.duration
         try:
             # add() creates the counter only if it is missing; incr() is atomic.
-            self.cache.add(window_key, 0, timeout=self.duration + 1)
+            # Counters live two periods, so the next window can still read this one.
+            self.cache.add(window_key, 0, timeout=2 * self.duration + 1)
             count = self.cache.incr(window_key)
+            previous = self.cache.get(f"{key}:{window - 1}", 0)
         except ValueError:
             # The counter expired between add() and incr(): this is the first capture.
             return True
@@ -60,15 +67,33 @@ class CaptureRateThrottle(UserRateThrottle):
             self._warn_cache_unreachable(error)
             return True
 
-        if count <= self.num_requests:
+        if previous * (1 - elapsed) + count <= self.num_requests:
             return True
         try:
             # A rejected capture must not count against the next ones.
             self.cache.decr(window_key)
         except Exception:  # noqa: BLE001 - the count then errs on the strict side.
             pass
-        self.wait_seconds = max(1, math.ceil((window + 1) * self.duration - now))
+        self.wait_seconds = self._seconds_until_allowed(previous, count - 1, elapsed)
         return False
+
+    def _seconds_until_allowed(self, previous, current, elapsed):
+        """Return the whole seconds until one more capture fits the rate, at least 1.
+
+        `previous` and `current` are the counts of the previous and current windows, and
+        `elapsed` the part of the current window that has passed.
+        """
+        room = self.num_requests - 1
+        if current <= room:
+            # The previous window's weight must shrink until the capture fits.
+            fits_at = 1 - (room - current) / previous if previous else elapsed
+            seconds = (fits_at - elapsed) * self.duration
+        else:
+            # Only in the next window, once the weight of this window's count has shrunk.
+            fits_at = 1 - room / current
+            seconds = (1 - elapsed + fits_at) * self.duration
+        # Rounded first, so that float error does not add a second to a whole number.
+        return max(1, math.ceil(round(seconds, 6)))
 
     def wait(self):
         return self.wait_seconds

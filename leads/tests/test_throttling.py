@@ -67,6 +67,45 @@ def test_rejected_capture_does_not_count(two_teams, rate):
     assert 0 < throttle.wait() <= 60
 
 
+def captures_at(request, second, count):
+    """Try `count` captures at `second` on a fixed clock; return the results and the
+    last wait."""
+    throttle = CaptureRateThrottle()
+    throttle.timer = lambda: second
+    results = [throttle.allow_request(request, None) for _ in range(count)]
+    return results, throttle.wait()
+
+
+def test_burst_across_minute_boundary_is_held(two_teams, rate):
+    request = SimpleNamespace(user=two_teams.member_b)
+    minute = 60 * 29_000_000
+
+    before, _ = captures_at(request, minute - 1, 5)
+    after, wait = captures_at(request, minute + 1, 5)
+    halfway, _ = captures_at(request, minute + 30, 5)
+
+    assert before == [True] * 5
+    # The previous minute still counts 5 * 59/60, so no capture fits.
+    assert after == [False] * 5
+    # One capture fits once that weight is 5 * 48/60 = 4, twelve seconds in.
+    assert wait == 11
+    # Halfway through, the previous minute counts 2.5, so two captures fit.
+    assert halfway == [True, True, False, False, False]
+
+
+def test_full_minute_waits_into_next(two_teams, rate):
+    request = SimpleNamespace(user=two_teams.member_b)
+    minute = 60 * 29_000_001
+
+    results, wait = captures_at(request, minute + 50, 6)
+    next_minute, _ = captures_at(request, minute + 60 + 12, 1)
+
+    assert results == [True] * 5 + [False]
+    # 10 s left in this minute, then 12 s until 5 * (1 - 12/60) + 1 fits.
+    assert wait == 22
+    assert next_minute == [True]
+
+
 def test_unreachable_cache_lets_captures_through(two_teams, settings, caplog):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"capture": "5/min"},
