@@ -3,6 +3,7 @@
 from io import StringIO
 from pathlib import Path
 
+import django
 import pytest
 from django.core.management import ManagementUtility, call_command
 from django.core.management.base import CommandError
@@ -113,7 +114,10 @@ def test_command_no_valid_row_exits_1(two_teams, tmp_path):
         run(str(path), "--member", two_teams.member_a.email)
 
 
-def test_command_exit_status(two_teams, tmp_path, capsys):
+def test_command_exit_status(two_teams, tmp_path, capsys, monkeypatch):
+    # execute() calls django.setup(), which would bind the log handler to the stderr that
+    # capsys replaces and closes after this test. Django is already set up here.
+    monkeypatch.setattr(django, "setup", lambda *args, **kwargs: None)
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")
     utility = ManagementUtility(
