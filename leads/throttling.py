@@ -29,7 +29,9 @@ class CaptureRateThrottle(UserRateThrottle):
 
     When the cache cannot be reached (Redis is down), captures go through without a
     limit and a warning is logged, because a lost lead costs more than a few extra
-    captures. Captures above the rate get 429 with Retry-After.
+    captures. Captures above the rate get 429 with Retry-After. A member who used the
+    whole rate early in a window waits into the next window, up to one period plus one
+    period divided by the rate (60.5 seconds at 120 a minute).
     """
 
     scope = "capture"

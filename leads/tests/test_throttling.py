@@ -64,7 +64,8 @@ def test_rejected_capture_does_not_count(two_teams, rate):
 
     assert results == [True] * 5 + [False] * 3
     assert cache.get(f"{throttle.get_cache_key(request, None)}:{window}") == 5
-    assert 0 < throttle.wait() <= 60
+    # At most 60 + 60/5 seconds, when the whole rate was used early in the minute.
+    assert 0 < throttle.wait() <= 72
 
 
 def captures_at(request, second, count):
