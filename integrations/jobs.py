@@ -46,7 +46,8 @@ def start_sync(user, leads) -> SyncStart:
 
     Creates one SyncJob per integration for the queued leads, in one transaction with
     marking them queued; the tasks are enqueued when it commits. A lead that is already
-    queued is queued again, which is harmless because a sync can run twice.
+    queued is queued again. If a worker is syncing it right now, that sync queues one
+    more when it ends, so the lead's latest data reaches Dynamics.
     """
     permissions = SyncPermissions(user)
     result = SyncStart()

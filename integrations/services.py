@@ -277,6 +277,25 @@ def sync_lead_now(lead_id):
     return _record_success(lead, integration, result, client.request_count, duration_ms)
 
 
+def _write_final_state(lead, **fields):
+    """Store how a sync of `lead` ended, and end its claim in the same update.
+
+    `lead` is the row as the sync loaded it. When the lead was queued again during the
+    sync (edited, then synced again), the sync may have sent older data, and the new
+    request's task skipped the claimed lead. The lead then keeps the record this sync
+    found or wrote but stays queued, and a new sync is queued for the newer data.
+    """
+    finished = Lead.objects.filter(pk=lead.pk, sync_queued_at=lead.sync_queued_at).update(
+        **fields, **claims.RELEASED)
+    if finished:
+        return
+    fields.pop("sync_status")
+    fields.pop("last_sync_error")
+    if Lead.objects.filter(pk=lead.pk).update(**fields, **claims.RELEASED):
+        logger.info("Lead %s was queued again during its sync; syncing it again", lead.pk)
+        enqueue_syncs([lead.pk])
+
+
 def _record_success(lead, integration, result, request_count, duration_ms):
     """Store a finished sync on the lead and in the sync log; return the SyncLog."""
     note = ""
@@ -294,14 +313,14 @@ def _record_success(lead, integration, result, request_count, duration_ms):
                     + "; ".join(f"{entry['column']}: {entry['error']}" for entry in skipped)
                     + " Check the field mappings on the Sync Settings page.")
             message = f"{message} {note}"
-    Lead.objects.filter(pk=lead.pk).update(
+    _write_final_state(
+        lead,
         sync_status=status,
         sync_attempts=0,
         dynamics_entity=result.entity,
         dynamics_record_id=result.record_id,
         last_sync_error=note,
         last_synced_at=timezone.now(),
-        **claims.RELEASED,
     )
     logger.info(
         "Lead %s %s Dynamics %s %s via integration %s in %d requests, %d ms",
@@ -501,10 +520,8 @@ def readable_error(error):
 
 def _record_failure(lead, integration, error, client, started):
     message = readable_error(error)
-    Lead.objects.filter(pk=lead.pk).update(
-        sync_status=Lead.SyncStatus.FAILED, last_sync_error=message, sync_attempts=0,
-        **claims.RELEASED,
-    )
+    _write_final_state(lead, sync_status=Lead.SyncStatus.FAILED, last_sync_error=message,
+                       sync_attempts=0)
     logger.error(
         "Lead %s failed to sync via integration %s: %s, status %s, code %s",
         lead.pk, integration.pk, error.__class__.__name__, error.status or "none",

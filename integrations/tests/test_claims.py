@@ -9,11 +9,12 @@ from django_q.models import Schedule
 
 from integrations import claims, services, tasks
 from integrations.models import SyncLog
+from integrations.sync import reads
 from leads.models import Lead
 from teams.tests.factories import make_lead, make_member, make_team
 
 from .conftest import unique_email
-from .task_queue import clear_queue, queued_lead_ids
+from .task_queue import clear_queue, queued_lead_ids, run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -220,3 +221,41 @@ def test_final_write_ends_claim(connected_team, sandbox, sync_now):
     assert lead.sync_claim == ""
     assert lead.sync_claimed_until is None
     assert lead.sync_state_label == "Synced"
+
+
+def test_requeued_lead_syncs_again(connected_team, sandbox, monkeypatch,
+                                   django_capture_on_commit_callbacks):
+    email = unique_email("edited-during-sync")
+    with django_capture_on_commit_callbacks(execute=True):
+        lead = make_lead(connected_team.team, connected_team.member, email=email,
+                         job_title="Clerk")
+        services.enqueue_syncs([lead.pk])
+    clear_queue()
+    gather = reads.gather
+
+    def edit_and_sync_again(lead_row, *args, **kwargs):
+        # The member edits the lead and clicks Sync while this sync reads Dynamics.
+        if Lead.objects.filter(pk=lead.pk, job_title="Clerk").update(job_title="Engineer"):
+            services.enqueue_syncs([lead.pk])
+        return gather(lead_row, *args, **kwargs)
+
+    monkeypatch.setattr(reads, "gather", edit_and_sync_again)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = tasks.sync_lead(lead.pk)
+    lead.refresh_from_db()
+    status_after_first = lead.sync_status
+    ran = run_queued_tasks()
+
+    lead.refresh_from_db()
+    records = [row for row in sandbox.store.records("lead")
+               if row.get("emailaddress1") == email]
+    assert first == SyncLog.Outcome.CREATED
+    assert status_after_first == Lead.SyncStatus.QUEUED
+    assert ran >= 1
+    assert list(SyncLog.objects.filter(lead=lead).order_by("pk")
+                .values_list("outcome", flat=True)) == [SyncLog.Outcome.CREATED,
+                                                        SyncLog.Outcome.UPDATED]
+    assert lead.sync_status == Lead.SyncStatus.SYNCED
+    assert lead.sync_claim == ""
+    assert len(records) == 1
+    assert records[0]["jobtitle"] == "Engineer"
