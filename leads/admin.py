@@ -106,7 +106,11 @@ class LeadAdmin(LeadImportAdminMixin, TeamScopedAdminMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         self.check_team_access(request, obj)
         if change:
-            super().save_model(request, obj, form, change)
+            # Only the edited capture fields are written. A full save would also write
+            # the sync fields as this request read them, over a worker's claim or outcome.
+            changed = [name for name in CAPTURE_FIELDS if name in form.changed_data]
+            if changed:
+                obj.save(update_fields=changed)
             return
 
         # A new lead goes through capture, like one from the API, so its sync is scheduled.

@@ -1,6 +1,7 @@
 import pytest
 from django.urls import reverse
 
+from leads.admin import LeadAdminForm
 from leads.models import Lead
 from teams.tests.factories import make_superuser
 
@@ -154,3 +155,26 @@ def test_lead_change_keeps_sync_fields(client, two_teams):
     assert lead.first_name == "Grace"
     assert lead.sync_status == Lead.SyncStatus.PENDING
     assert lead.dynamics_record_id == ""
+
+
+def test_lead_change_keeps_worker_writes(client, two_teams, monkeypatch):
+    lead = two_teams.lead_a
+    client.force_login(two_teams.admin_a)
+    clean = LeadAdminForm.clean
+
+    def worker_syncs_meanwhile(form):
+        # A worker finishes the lead's sync while the admin's save is on its way.
+        Lead.objects.filter(pk=lead.pk).update(
+            sync_status=Lead.SyncStatus.SYNCED, dynamics_record_id="rec-from-worker",
+            sync_claim="")
+        return clean(form)
+
+    monkeypatch.setattr(LeadAdminForm, "clean", worker_syncs_meanwhile)
+    response = client.post(reverse("admin:leads_lead_change", args=[lead.pk]),
+                           {"first_name": "Grace", "email": lead.email})
+
+    lead.refresh_from_db()
+    assert response.status_code == 302
+    assert lead.first_name == "Grace"
+    assert lead.sync_status == Lead.SyncStatus.SYNCED
+    assert lead.dynamics_record_id == "rec-from-worker"
