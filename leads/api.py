@@ -25,7 +25,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
@@ -90,6 +90,12 @@ class LeadViewSet(
         if self.action == "create":
             return [CaptureRateThrottle()]
         return super().get_throttles()
+
+    def throttled(self, request, wait):
+        # DRF's default text does not tell the app that the lead was not stored.
+        raise Throttled(wait=wait, detail=(
+            f"Too many captures by {request.user.get_username()}: this lead was not "
+            "saved. Send it again after Retry-After seconds."))
 
     @capture_schema
     def create(self, request, *args, **kwargs):

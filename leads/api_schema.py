@@ -35,8 +35,8 @@ FIELD_ERRORS = OpenApiResponse(
 UNAUTHENTICATED = OpenApiResponse(DETAIL, description="Missing or invalid token.")
 THROTTLED = OpenApiResponse(
     DETAIL,
-    description="Too many captures by this member. The Retry-After header contains the "
-                "seconds to wait.",
+    description="Too many captures by this member. The lead was not saved: send it again "
+                "after the seconds in the Retry-After header.",
 )
 
 capture_schema = extend_schema(

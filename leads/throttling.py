@@ -6,9 +6,11 @@ one counts with the cache's atomic `add` and `incr` instead, so with a shared ca
 (Redis) the rate applies across every web process.
 
 It counts in windows aligned to the clock (each minute for "120/min") and weighs the
-previous window by the part of it that still lies within one period of now (a sliding
-window counter). So a burst at the end of one window also counts early in the next one,
-rather than letting twice the rate through across the boundary.
+previous window's count by the part of that window still within one period of now (a
+sliding window counter). A burst at the end of one window therefore also counts early in
+the next one. The weighting assumes the previous window's captures were spread evenly, so
+over one rolling period a member who bunches captures at window ends can still get up to
+twice the rate through, though not in one burst.
 """
 
 import logging
@@ -29,9 +31,8 @@ class CaptureRateThrottle(UserRateThrottle):
 
     When the cache cannot be reached (Redis is down), captures go through without a
     limit and a warning is logged, because a lost lead costs more than a few extra
-    captures. Captures above the rate get 429 with Retry-After. A member who used the
-    whole rate early in a window waits into the next window, up to one period plus one
-    period divided by the rate (60.5 seconds at 120 a minute).
+    captures. Captures above the rate get 429 with Retry-After, which is at most one
+    period and one second.
     """
 
     scope = "capture"
@@ -69,7 +70,7 @@ class CaptureRateThrottle(UserRateThrottle):
             self._warn_cache_unreachable(error)
             return True
 
-        if previous * (1 - elapsed) + count <= self.num_requests:
+        if math.floor(previous * (1 - elapsed)) + count <= self.num_requests:
             return True
         try:
             # A rejected capture must not count against the next ones.
@@ -83,19 +84,26 @@ class CaptureRateThrottle(UserRateThrottle):
         """Return the whole seconds until one more capture fits the rate, at least 1.
 
         `previous` and `current` are the counts of the previous and current windows, and
-        `elapsed` the part of the current window that has passed.
+        `elapsed` the part of the current window that has passed. A capture fits once
+        the previous window's weighted count drops below the room the rate leaves.
         """
-        room = self.num_requests - 1
-        if current <= room:
-            # The previous window's weight must shrink until the capture fits.
-            fits_at = 1 - (room - current) / previous if previous else elapsed
+        rate = self.num_requests
+        if rate == 0:
+            # A rate of 0 lets no capture through.
+            return self.duration
+        if current < rate:
+            if not previous:
+                return 1
+            # Within this window, once previous * (1 - elapsed) < rate - current.
+            fits_at = 1 - (rate - current) / previous
             seconds = (fits_at - elapsed) * self.duration
         else:
-            # Only in the next window, once the weight of this window's count has shrunk.
-            fits_at = 1 - room / current
+            # In the next window, where this window's count weighs as the previous one.
+            fits_at = 1 - rate / current
             seconds = (1 - elapsed + fits_at) * self.duration
-        # Rounded first, so that float error does not add a second to a whole number.
-        return max(1, math.ceil(round(seconds, 6)))
+        # The capture fits only after that moment, hence floor + 1. Rounding first keeps
+        # float error from moving a whole number of seconds.
+        return max(1, math.floor(round(seconds, 6)) + 1)
 
     def wait(self):
         return self.wait_seconds

@@ -64,8 +64,7 @@ def test_rejected_capture_does_not_count(two_teams, rate):
 
     assert results == [True] * 5 + [False] * 3
     assert cache.get(f"{throttle.get_cache_key(request, None)}:{window}") == 5
-    # At most 60 + 60/5 seconds, when the whole rate was used early in the minute.
-    assert 0 < throttle.wait() <= 72
+    assert 0 < throttle.wait() <= 61
 
 
 def captures_at(request, second, count):
@@ -86,11 +85,11 @@ def test_burst_across_minute_boundary_is_held(two_teams, rate):
     halfway, _ = captures_at(request, minute + 30, 5)
 
     assert before == [True] * 5
-    # The previous minute still counts 5 * 59/60, so no capture fits.
-    assert after == [False] * 5
-    # One capture fits once that weight is 5 * 48/60 = 4, twelve seconds in.
-    assert wait == 11
-    # Halfway through, the previous minute counts 2.5, so two captures fit.
+    # The previous minute still counts floor(5 * 59/60) = 4, so one capture fits.
+    assert after == [True] + [False] * 4
+    # The next fits once 5 * (1 - elapsed) < 5 - 1, after 12 s into the minute.
+    assert wait == 12
+    # Halfway through, the previous minute counts floor(2.5) = 2, beside the 1 above.
     assert halfway == [True, True, False, False, False]
 
 
@@ -99,12 +98,41 @@ def test_full_minute_waits_into_next(two_teams, rate):
     minute = 60 * 29_000_001
 
     results, wait = captures_at(request, minute + 50, 6)
-    next_minute, _ = captures_at(request, minute + 60 + 12, 1)
+    at_boundary, _ = captures_at(request, minute + 60, 1)
+    after_wait, _ = captures_at(request, minute + 50 + wait, 1)
 
     assert results == [True] * 5 + [False]
-    # 10 s left in this minute, then 12 s until 5 * (1 - 12/60) + 1 fits.
-    assert wait == 22
-    assert next_minute == [True]
+    # The full minute weighs 5 until the next minute has begun.
+    assert wait == 11
+    assert at_boundary == [False]
+    assert after_wait == [True]
+
+
+def test_rate_of_one_allows_one_a_minute(two_teams, settings, rate):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"capture": "1/min"},
+    }
+    request = SimpleNamespace(user=two_teams.member_b)
+    minute = 60 * 29_000_002
+
+    first, wait = captures_at(request, minute + 10, 2)
+    second, _ = captures_at(request, minute + 71, 1)
+
+    assert first == [True, False]
+    assert wait == 51
+    assert second == [True]
+
+
+def test_rate_of_zero_rejects_with_wait(two_teams, settings, rate):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"capture": "0/min"},
+    }
+    request = SimpleNamespace(user=two_teams.member_b)
+
+    results, wait = captures_at(request, 60 * 29_000_003, 2)
+
+    assert results == [False, False]
+    assert wait == 60
 
 
 def test_unreachable_cache_lets_captures_through(two_teams, settings, caplog):
