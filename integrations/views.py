@@ -5,6 +5,7 @@ integration of their team, subteam admins only their subteam's) and call service
 """
 
 import logging
+import secrets
 import time
 
 from django.conf import settings
@@ -332,6 +333,8 @@ def _list_environments(request, integration, flow, response):
         "username": sign_in.username,
         "environments": [env.as_dict() for env in found],
         "started": time.time(),
+        # Ties a pick to the list that the page showed, when another tab signs in again.
+        "listing": secrets.token_urlsafe(12),
     }
     return redirect("integrations:choose-environment", integration.pk)
 
@@ -363,21 +366,30 @@ def choose_environment(request, integration_id):
     """List the environments discovery found, and connect the one the admin picks."""
     integration = _managed_integration(request.user, integration_id)
     pending = _pending_discovery(request, integration)
-    if pending is None:
-        messages.error(request, "No list of environments is waiting for this integration. "
-                                "Click Connect Dynamics to sign in again.")
-        return redirect(_settings_url(integration))
     if request.method == "POST" and "cancel" in request.POST:
-        request.session.pop(DISCOVERY_SESSION_KEY, None)
+        # Another integration's list, from another tab, stays.
+        if pending is not None:
+            request.session.pop(DISCOVERY_SESSION_KEY, None)
         logger.info("User %s cancelled picking an environment for integration %s",
                     request.user.pk, integration.pk)
         messages.info(request, "Connecting was cancelled; the integration is unchanged.")
         return redirect(_settings_url(integration))
+    if pending is None:
+        messages.error(request, "No list of environments is waiting for this integration. "
+                                "Click Connect Dynamics to sign in again.")
+        return redirect(_settings_url(integration))
+    if request.method == "POST" and request.POST.get("listing") != pending.get("listing"):
+        # Another tab signed in again since this page was shown, maybe as another user.
+        messages.error(request, f"You signed in again in another tab, as "
+                                f"{pending['username'] or 'another Microsoft user'}. Check "
+                                "the list below and choose again.")
+        return redirect("integrations:choose-environment", integration.pk)
     found = [environments.Environment(**row) for row in pending["environments"]]
     form = forms.EnvironmentChoiceForm(request.POST or None, environments=found)
     if request.method == "GET" or not form.is_valid():
         context = {"title": "Choose a Dynamics environment", "integration": integration,
                    "form": form, "environments": found, "username": pending["username"],
+                   "listing": pending.get("listing", ""),
                    "choices": [(forms.environment_key(env), env) for env in found]}
         return render(request, "integrations/choose_environment.html", context,
                       status=200 if request.method == "GET" else 400)

@@ -48,11 +48,17 @@ def environment_key(client, unique_name):
     return row["environment_id"]
 
 
+def pick_form(client, environment):
+    """Return the pick page's POST data for `environment` (a listed key or another value)."""
+    return {"environment": environment,
+            "listing": client.session[DISCOVERY_SESSION_KEY]["listing"]}
+
+
 def pick(client, team, unique_name):
     integration = Integration.objects.get(team=team, subteam=None)
     return client.post(
         reverse("integrations:choose-environment", args=[integration.pk]),
-        {"environment": environment_key(client, unique_name)}, follow=True)
+        pick_form(client, environment_key(client, unique_name)), follow=True)
 
 
 class DiscoveredTeam:
@@ -133,7 +139,7 @@ def test_pick_rejects_unlisted_environment(dynamics_settings, client, sandbox):
     url = reverse("integrations:choose-environment", args=[integration.pk])
     events = sandbox.environment(EVENTS)
     for value in (events.environment_id, events.url, EVENTS, "https://evil.example"):
-        response = client.post(url, {"environment": value})
+        response = client.post(url, pick_form(client, value))
         assert response.status_code == 400, value
     integration.refresh_from_db()
     assert integration.status == Integration.Status.DISCONNECTED
@@ -198,7 +204,7 @@ def test_subteam_syncs_into_own_environment(dynamics_settings, client, sandbox):
                                      org_url=sandbox.base_url)
     sign_in_for_discovery(client, setup.admin, sandbox, integration=own)
     client.post(reverse("integrations:choose-environment", args=[own.pk]),
-                {"environment": environment_key(client, EVENTS)})
+                pick_form(client, environment_key(client, EVENTS)))
     own.refresh_from_db()
     setup.integration.refresh_from_db()
     booth_lead = make_lead(setup.team, booth_member, last_name="Booth",
@@ -343,6 +349,39 @@ def test_settings_page_keeps_fresh_list(dynamics_settings, client, sandbox):
 
     assert response.status_code == 200
     assert DISCOVERY_SESSION_KEY in client.session
+
+
+def test_pick_from_replaced_list_is_refused(dynamics_settings, client, sandbox):
+    team = make_team()
+    admin = make_admin(team)
+    sign_in_for_discovery(client, admin, sandbox, team=team)
+    first_tab_form = pick_form(client, environment_key(client, SALES))
+    # Another tab signs in again, as another Dynamics user, before this tab's pick.
+    sign_in_for_discovery(client, admin, sandbox, SANDBOX_READER, team=team)
+    integration = Integration.objects.get(team=team, subteam=None)
+
+    page = client.post(reverse("integrations:choose-environment", args=[integration.pk]),
+                       first_tab_form, follow=True)
+
+    integration.refresh_from_db()
+    text = page.content.decode()
+    assert "You signed in again in another tab" in text
+    assert "Choose a Dynamics environment" in text
+    assert integration.status == Integration.Status.DISCONNECTED
+    assert DISCOVERY_SESSION_KEY in client.session
+
+
+def test_cancel_without_list_is_not_an_error(dynamics_settings, client, sandbox):
+    team = make_team()
+    integration = connecting.get_or_create_team_integration(team)
+    client.force_login(make_admin(team))
+
+    page = client.post(reverse("integrations:choose-environment", args=[integration.pk]),
+                       {"cancel": "Cancel"}, follow=True)
+
+    text = page.content.decode()
+    assert "Connecting was cancelled" in text
+    assert "No list of environments is waiting" not in text
 
 
 def test_connected_team_fixture_still_connects(connected_team, sandbox):
