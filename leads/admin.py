@@ -80,13 +80,13 @@ class LeadAdmin(LeadImportAdminMixin, TeamScopedAdminMixin, admin.ModelAdmin):
         if lead.pk is None:
             return "-"
         url = reverse("integrations:preview", args=[lead.pk])
-        # The button submits the change form to the sync URL instead of saving it, because
-        # a form cannot sit inside the change form.
+        # The button submits the change form, so the edits on the page are saved first
+        # (see response_change).
         return format_html(
             '<a href="{}">What would a sync do now?</a> '
-            '<button type="submit" class="button sync-lead" formaction="{}" '
-            'formmethod="post">Sync to Dynamics</button>',
-            url, reverse("sync:lead", args=[lead.pk]),
+            '<button type="submit" class="button sync-lead" name="_sync">'
+            'Save and sync to Dynamics</button>',
+            url,
         )
 
     @admin.display(description="Name", ordering="last_name")
@@ -96,6 +96,16 @@ class LeadAdmin(LeadImportAdminMixin, TeamScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description="Sync status", ordering="sync_status")
     def sync_state(self, lead):
         return lead.sync_state_label
+
+    def response_change(self, request, obj):
+        if "_sync" not in request.POST:
+            return super().response_change(request, obj)
+        from integrations import jobs
+        from integrations.sync_views import report_sync_start
+
+        started = jobs.start_sync(request.user, [obj])
+        return redirect(report_sync_start(request, started)
+                        or reverse("admin:leads_lead_change", args=[obj.pk]))
 
     def get_readonly_fields(self, request, obj=None):
         # A lead stays with the team and the member that captured it.

@@ -499,16 +499,34 @@ def test_admin_action_redirects_to_job(world, client, django_capture_on_commit_c
 
 
 def test_admin_change_page_sync_button(world, client, django_capture_on_commit_callbacks):
+    lead = world.member_lead
     client.force_login(world.admin)
-    change_page = client.get(reverse("admin:leads_lead_change", args=[world.member_lead.pk]))
+    change_url = reverse("admin:leads_lead_change", args=[lead.pk])
+    change_page = client.get(change_url)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/integrations/sync/leads/{world.member_lead.pk}/")
+        response = client.post(change_url, {"email": lead.email, "job_title": "Engineer",
+                                             "_sync": "1"})
 
     job = SyncJob.objects.get()
-    assert f'formaction="/integrations/sync/leads/{world.member_lead.pk}/"' in \
-        change_page.content.decode()
+    lead.refresh_from_db()
+    assert 'name="_sync">Save and sync to Dynamics</button>' in change_page.content.decode()
     assert response["Location"] == f"/integrations/sync/jobs/{job.pk}/"
-    assert queued_lead_ids() == [world.member_lead.pk]
+    assert lead.job_title == "Engineer"
+    assert queued_lead_ids() == [lead.pk]
+
+
+def test_admin_change_page_save_does_not_sync(world, client):
+    lead = world.member_lead
+    client.force_login(world.admin)
+
+    response = client.post(reverse("admin:leads_lead_change", args=[lead.pk]),
+                           {"email": lead.email, "job_title": "Engineer"})
+
+    lead.refresh_from_db()
+    assert response.status_code == 302
+    assert lead.job_title == "Engineer"
+    assert not SyncJob.objects.exists()
+    assert queued_lead_ids() == []
 
 
 def test_lead_sync_url_hides_other_teams(world, client):
