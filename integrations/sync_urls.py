@@ -13,5 +13,4 @@ urlpatterns = [
     path("log/<int:integration_id>/retry/", sync_views.retry_lead, name="retry"),
     path("log/<int:integration_id>/retry-failed/", sync_views.retry_failed,
          name="retry-failed"),
-    path("leads/<int:lead_id>/", sync_views.sync_lead, name="lead"),
 ]

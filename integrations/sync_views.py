@@ -132,15 +132,3 @@ def retry_failed(request, integration_id):
         messages.info(request, "No failed leads to retry.")
     return redirect(report_sync_start(request, started) or reverse("sync:log",
                                                                    args=[integration.pk]))
-
-
-@login_required
-@require_POST
-def sync_lead(request, lead_id):
-    """Sync one lead from its admin page; other teams' leads return 404."""
-    lead = get_object_or_404(Lead, pk=lead_id)
-    if not permissions.SyncPermissions(request.user).can_see(lead):
-        raise Http404("No lead with that id in your teams.")
-    started = jobs.start_sync(request.user, [lead])
-    return redirect(report_sync_start(request, started)
-                    or reverse("admin:leads_lead_change", args=[lead.pk]))

@@ -529,6 +529,12 @@ def test_admin_change_page_save_does_not_sync(world, client):
     assert queued_lead_ids() == []
 
 
-def test_lead_sync_url_hides_other_teams(world, client):
+def test_admin_sync_hides_other_teams(world, client):
     client.force_login(world.other_admin)
-    assert client.post(f"/integrations/sync/leads/{world.member_lead.pk}/").status_code == 404
+
+    response = client.post(reverse("admin:leads_lead_change", args=[world.member_lead.pk]),
+                           {"email": world.member_lead.email, "_sync": "1"})
+
+    assert response.status_code in (302, 404)
+    assert not SyncJob.objects.exists()
+    assert queued_lead_ids() == []

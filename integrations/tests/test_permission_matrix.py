@@ -85,8 +85,6 @@ MATRIX = [
      {"action": "sync_to_dynamics", "_selected_action": ["{member_lead}"]},
      expect((302, JOB), (302, LOGIN), (302, LOGIN), (302, LOGIN),
             (302, "/admin/leads/lead/"), (302, LOGIN))),
-    ("lead page sync button", "post", "/integrations/sync/leads/{member_lead}/", None,
-     expect((302, JOB), (302, "/admin/leads/lead/"), (302, JOB), 404, 404, (302, LOGIN))),
     # Only the status: the Sync Settings page's content has tests of its own.
     ("sync settings page", "get", "/integrations/settings/", None, SIGNED_IN),
     ("sync preview", "get", "/integrations/leads/{member_lead}/preview/", None,
@@ -242,10 +240,10 @@ def test_matrix_covers_every_sync_url():
         "/integrations/sync/jobs/{job}/", "/integrations/sync/jobs/{job}/progress/",
         "/integrations/sync/log/{integration}/", "/integrations/sync/log/{integration}/retry/",
         "/integrations/sync/log/{integration}/retry-failed/",
-        "/integrations/sync/leads/{member_lead}/", "/leads/mine/",
+        "/leads/mine/",
         "/leads/mine/{member_lead}/sync/",
     }
     assert expected <= covered
-    assert len(sync_urls.urlpatterns) == 6
+    assert len(sync_urls.urlpatterns) == 5
     assert len(page_urls.urlpatterns) == 4
     assert reverse("sync:job", args=[1]) == "/integrations/sync/jobs/1/"
