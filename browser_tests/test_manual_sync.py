@@ -92,3 +92,32 @@ def test_admin_bulk_sync_shows_summary(page, connected_team, sandbox):
                    .values_list("sync_status", flat=True))
     assert statuses == {Lead.SyncStatus.SYNCED}
     assert len(sandbox.store.records("lead")) >= len(leads)
+
+
+def test_enter_in_lead_admin_only_saves(page, team_people):
+    lead = add_lead(team_people, team_people.member, "Enter")
+    log_in(page, team_people.admin, f"/admin/leads/lead/{lead.pk}/change/")
+
+    page.get_by_label("Job title").fill("Engineer")
+    page.get_by_label("Job title").press("Enter")
+    page.wait_for_url("**/admin/leads/lead/")
+
+    lead.refresh_from_db()
+    expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
+    assert lead.job_title == "Engineer"
+    assert lead.sync_status == Lead.SyncStatus.PENDING
+
+
+def test_lead_admin_saves_then_syncs(page, connected_team):
+    lead = add_lead(connected_team, connected_team.member, "Both")
+    log_in(page, connected_team.admin, f"/admin/leads/lead/{lead.pk}/change/")
+
+    page.get_by_label("Job title").fill("Engineer")
+    page.get_by_role("button", name="Save and sync to Dynamics").click()
+    page.wait_for_url("**/integrations/sync/jobs/*/")
+    run_queued_tasks()
+
+    lead.refresh_from_db()
+    expect(page.locator(".messagelist")).to_contain_text(f"The lead “{lead}” was saved.")
+    assert lead.job_title == "Engineer"
+    assert lead.sync_status == Lead.SyncStatus.SYNCED

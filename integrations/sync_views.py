@@ -1,5 +1,5 @@
-"""Pages of manual syncs: a sync job's progress, an integration's sync log and its retry
-buttons, and the Sync to Dynamics button of a lead's admin page.
+"""Pages of manual syncs: a sync job's progress, and an integration's sync log with its
+retry buttons.
 
 Views parse input, check access (404 for another team's rows, 403 for rows of the
 user's team that their role does not cover) and call one service in jobs.py.

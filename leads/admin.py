@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -79,15 +79,9 @@ class LeadAdmin(LeadImportAdminMixin, TeamScopedAdminMixin, admin.ModelAdmin):
     def sync_preview(self, lead):
         if lead.pk is None:
             return "-"
+        # "Save and sync to Dynamics" is in the row of Save buttons (submit_line.html).
         url = reverse("integrations:preview", args=[lead.pk])
-        # The button submits the change form, so the edits on the page are saved first
-        # (see response_change).
-        return format_html(
-            '<a href="{}">What would a sync do now?</a> '
-            '<button type="submit" class="button sync-lead" name="_sync">'
-            'Save and sync to Dynamics</button>',
-            url,
-        )
+        return format_html('<a href="{}">What would a sync do now?</a>', url)
 
     @admin.display(description="Name", ordering="last_name")
     def name(self, lead):
@@ -103,6 +97,7 @@ class LeadAdmin(LeadImportAdminMixin, TeamScopedAdminMixin, admin.ModelAdmin):
         from integrations import jobs
         from integrations.sync_views import report_sync_start
 
+        messages.success(request, f"The lead “{obj}” was saved.")
         started = jobs.start_sync(request.user, [obj])
         return redirect(report_sync_start(request, started)
                         or reverse("admin:leads_lead_change", args=[obj.pk]))

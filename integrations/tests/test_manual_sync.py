@@ -509,10 +509,15 @@ def test_admin_change_page_sync_button(world, client, django_capture_on_commit_c
 
     job = SyncJob.objects.get()
     lead.refresh_from_db()
-    assert 'name="_sync">Save and sync to Dynamics</button>' in change_page.content.decode()
+    page = change_page.content.decode()
+    assert 'value="Save and sync to Dynamics" name="_sync"' in page
+    # Enter submits the first button of the form, which must stay the plain Save.
+    assert page.index('name="_save"') < page.index('name="_sync"')
     assert response["Location"] == f"/integrations/sync/jobs/{job.pk}/"
     assert lead.job_title == "Engineer"
     assert queued_lead_ids() == [lead.pk]
+    job_page = client.get(response["Location"]).content.decode()
+    assert f"The lead “{lead}” was saved." in job_page
 
 
 def test_admin_change_page_save_does_not_sync(world, client):
