@@ -5,6 +5,7 @@ file beside manage.py) through django-environ. `.env.example` lists them all wit
 embedded defaults: SQLite, django-q2's ORM broker and the local Dynamics sandbox.
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -31,6 +32,18 @@ def _required(name):
         raise ImproperlyConfigured(
             f"The setting {name} is missing. Set it in the environment or in .env "
             f"(copy .env.example to .env and run `make env` to generate keys)."
+        )
+    return value
+
+
+def _capture_rate():
+    """Return LEAD_CAPTURE_RATE, checked at start: DRF would only parse it per request,
+    and fail every capture with a server error."""
+    value = env.str("LEAD_CAPTURE_RATE", default="120/min")
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(
+            f"LEAD_CAPTURE_RATE must be a number of captures of at least 1, a slash and a "
+            f"period (s, min, hour or day), such as 120/min; got {value!r}."
         )
     return value
 
@@ -159,7 +172,7 @@ REST_FRAMEWORK = {
     # Captures per member, as "<number>/<s, min, hour or day>". Above it, POST /api/leads/
     # returns 429 with Retry-After.
     "DEFAULT_THROTTLE_RATES": {
-        "capture": env.str("LEAD_CAPTURE_RATE", default="120/min"),
+        "capture": _capture_rate(),
     },
 }
 

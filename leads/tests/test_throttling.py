@@ -1,9 +1,13 @@
 """The capture throttle under concurrent captures and without a reachable cache."""
 
+import os
+import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from django_q.conf import Conf
@@ -166,3 +170,27 @@ def test_unreachable_broker_keeps_lead_queued(two_teams, monkeypatch, caplog,
     assert lead.sync_status == Lead.SyncStatus.QUEUED
     assert lead.sync_queued_at <= timezone.now()
     assert "Could not enqueue the sync of 1 leads" in caplog.text
+
+
+def start_django(value):
+    """Start Django in a new process with LEAD_CAPTURE_RATE set to `value`."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test",
+           "LEAD_CAPTURE_RATE": value}
+    return subprocess.run([sys.executable, "-c", "import django; django.setup()"],
+                          cwd=settings.BASE_DIR, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("value", ["abc", "", "1.5/min", "10/fortnight", "2/5min", "-1/min",
+                                  "0/min"])
+def test_invalid_capture_rate_stops_start(value):
+    started = start_django(value)
+
+    assert started.returncode != 0
+    assert "LEAD_CAPTURE_RATE must be a number of captures of at least 1" in started.stderr
+    assert f"got {value!r}" in started.stderr
+
+
+@pytest.mark.parametrize("value", ["30/hour", "5/s", "1000/day"])
+def test_valid_capture_rate_starts(value):
+    assert start_django(value).returncode == 0
