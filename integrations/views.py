@@ -366,9 +366,14 @@ def choose_environment(request, integration_id):
     """List the environments discovery found, and connect the one the admin picks."""
     integration = _managed_integration(request.user, integration_id)
     pending = _pending_discovery(request, integration)
+    if pending is not None and "listing" not in pending:
+        # A list kept before lists had ids gets one, so the page can post it back.
+        pending["listing"] = secrets.token_urlsafe(12)
+        request.session.modified = True
     if request.method == "POST" and "cancel" in request.POST:
-        # Another integration's list, from another tab, stays.
-        if pending is not None:
+        # Only the list this page showed is forgotten. A newer one, from a sign-in in
+        # another tab or for another integration, stays.
+        if pending is not None and request.POST.get("listing") == pending["listing"]:
             request.session.pop(DISCOVERY_SESSION_KEY, None)
         logger.info("User %s cancelled picking an environment for integration %s",
                     request.user.pk, integration.pk)
@@ -378,9 +383,10 @@ def choose_environment(request, integration_id):
         messages.error(request, "No list of environments is waiting for this integration. "
                                 "Click Connect Dynamics to sign in again.")
         return redirect(_settings_url(integration))
-    if request.method == "POST" and request.POST.get("listing") != pending.get("listing"):
-        # Another tab signed in again since this page was shown, maybe as another user.
-        messages.error(request, f"You signed in again in another tab, as "
+    if request.method == "POST" and request.POST.get("listing") != pending["listing"]:
+        # A sign-in since this page was shown (in another tab, say) replaced its list.
+        messages.error(request, f"The list of environments changed after this page was "
+                                f"shown: the latest sign-in was as "
                                 f"{pending['username'] or 'another Microsoft user'}. Check "
                                 "the list below and choose again.")
         return redirect("integrations:choose-environment", integration.pk)
@@ -389,7 +395,7 @@ def choose_environment(request, integration_id):
     if request.method == "GET" or not form.is_valid():
         context = {"title": "Choose a Dynamics environment", "integration": integration,
                    "form": form, "environments": found, "username": pending["username"],
-                   "listing": pending.get("listing", ""),
+                   "listing": pending["listing"],
                    "choices": [(forms.environment_key(env), env) for env in found]}
         return render(request, "integrations/choose_environment.html", context,
                       status=200 if request.method == "GET" else 400)

@@ -320,7 +320,7 @@ def test_cancel_forgets_environment_list(dynamics_settings, client, sandbox):
     integration = Integration.objects.get(team=team, subteam=None)
 
     page = client.post(reverse("integrations:choose-environment", args=[integration.pk]),
-                       {"cancel": "Cancel"}, follow=True)
+                       {**pick_form(client, ""), "cancel": "Cancel"}, follow=True)
 
     integration.refresh_from_db()
     assert "Connecting was cancelled; the integration is unchanged." in page.content.decode()
@@ -365,10 +365,42 @@ def test_pick_from_replaced_list_is_refused(dynamics_settings, client, sandbox):
 
     integration.refresh_from_db()
     text = page.content.decode()
-    assert "You signed in again in another tab" in text
+    assert "The list of environments changed after this page was shown" in text
     assert "Choose a Dynamics environment" in text
     assert integration.status == Integration.Status.DISCONNECTED
     assert DISCOVERY_SESSION_KEY in client.session
+
+
+def test_cancel_on_replaced_list_keeps_new_one(dynamics_settings, client, sandbox):
+    team = make_team()
+    admin = make_admin(team)
+    sign_in_for_discovery(client, admin, sandbox, team=team)
+    first_tab_form = {**pick_form(client, ""), "cancel": "Cancel"}
+    sign_in_for_discovery(client, admin, sandbox, SANDBOX_READER, team=team)
+    integration = Integration.objects.get(team=team, subteam=None)
+    url = reverse("integrations:choose-environment", args=[integration.pk])
+
+    client.post(url, first_tab_form)
+    page = pick(client, team, SALES)
+
+    integration.refresh_from_db()
+    assert "Connected to Dynamics as riley.reader@" in page.content.decode()
+    assert integration.status == Integration.Status.CONNECTED
+
+
+def test_list_kept_without_id_can_be_picked(dynamics_settings, client, sandbox):
+    team = make_team()
+    sign_in_for_discovery(client, make_admin(team), sandbox, team=team)
+    session = client.session
+    del session[DISCOVERY_SESSION_KEY]["listing"]
+    session.save()
+    integration = Integration.objects.get(team=team, subteam=None)
+
+    client.get(reverse("integrations:choose-environment", args=[integration.pk]))
+    pick(client, team, SALES)
+
+    integration.refresh_from_db()
+    assert integration.status == Integration.Status.CONNECTED
 
 
 def test_cancel_without_list_is_not_an_error(dynamics_settings, client, sandbox):
