@@ -265,10 +265,10 @@ def sync_lead_now(lead_id):
         # fail too, so django-q2 keeps the traceback.
         logger.exception("Lead %s: unexpected error during sync via integration %s",
                          lead.pk, integration.pk)
-        Lead.objects.filter(pk=lead.pk).update(
+        _write_final_state(
+            lead,
             sync_status=Lead.SyncStatus.FAILED,
             sync_attempts=0,
-            **claims.RELEASED,
             last_sync_error="The sync stopped on an unexpected error; the worker log has "
                             "the details. Sync the lead again once it is fixed.",
         )
@@ -284,16 +284,21 @@ def _write_final_state(lead, **fields):
     sync (edited, then synced again), the sync may have sent older data, and the new
     request's task skipped the claimed lead. The lead then keeps the record this sync
     found or wrote but stays queued, and a new sync is queued for the newer data.
+    Returns False when the lead was deleted during the sync, True otherwise.
     """
     finished = Lead.objects.filter(pk=lead.pk, sync_queued_at=lead.sync_queued_at).update(
         **fields, **claims.RELEASED)
     if finished:
-        return
+        return True
     fields.pop("sync_status")
     fields.pop("last_sync_error")
-    if Lead.objects.filter(pk=lead.pk).update(**fields, **claims.RELEASED):
-        logger.info("Lead %s was queued again during its sync; syncing it again", lead.pk)
-        enqueue_syncs([lead.pk])
+    if not Lead.objects.filter(pk=lead.pk).update(**fields, **claims.RELEASED):
+        logger.warning("Lead %s was deleted during its sync; the sync is not logged",
+                       lead.pk)
+        return False
+    logger.info("Lead %s was queued again during its sync; syncing it again", lead.pk)
+    enqueue_syncs([lead.pk])
+    return True
 
 
 def _record_success(lead, integration, result, request_count, duration_ms):
@@ -313,7 +318,12 @@ def _record_success(lead, integration, result, request_count, duration_ms):
                     + "; ".join(f"{entry['column']}: {entry['error']}" for entry in skipped)
                     + " Check the field mappings on the Sync Settings page.")
             message = f"{message} {note}"
-    _write_final_state(
+    logger.info(
+        "Lead %s %s Dynamics %s %s via integration %s in %d requests, %d ms",
+        lead.pk, result.outcome, result.entity, result.record_id, integration.pk,
+        request_count, duration_ms,
+    )
+    if not _write_final_state(
         lead,
         sync_status=status,
         sync_attempts=0,
@@ -321,12 +331,8 @@ def _record_success(lead, integration, result, request_count, duration_ms):
         dynamics_record_id=result.record_id,
         last_sync_error=note,
         last_synced_at=timezone.now(),
-    )
-    logger.info(
-        "Lead %s %s Dynamics %s %s via integration %s in %d requests, %d ms",
-        lead.pk, result.outcome, result.entity, result.record_id, integration.pk,
-        request_count, duration_ms,
-    )
+    ):
+        return None
     return SyncLog.objects.create(
         integration=integration, lead=lead, outcome=result.outcome,
         dynamics_entity=result.entity, dynamics_record_id=result.record_id,
@@ -520,13 +526,14 @@ def readable_error(error):
 
 def _record_failure(lead, integration, error, client, started):
     message = readable_error(error)
-    _write_final_state(lead, sync_status=Lead.SyncStatus.FAILED, last_sync_error=message,
-                       sync_attempts=0)
     logger.error(
         "Lead %s failed to sync via integration %s: %s, status %s, code %s",
         lead.pk, integration.pk, error.__class__.__name__, error.status or "none",
         error.code or "none",
     )
+    if not _write_final_state(lead, sync_status=Lead.SyncStatus.FAILED,
+                              last_sync_error=message, sync_attempts=0):
+        return None
     return SyncLog.objects.create(
         integration=integration, lead=lead, outcome=SyncLog.Outcome.FAILED, message=message,
         details={"error": error.__class__.__name__, "status": error.status,

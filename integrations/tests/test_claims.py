@@ -259,3 +259,55 @@ def test_requeued_lead_syncs_again(connected_team, sandbox, monkeypatch,
     assert lead.sync_claim == ""
     assert len(records) == 1
     assert records[0]["jobtitle"] == "Engineer"
+
+
+def test_deleted_lead_sync_not_logged(connected_team, sandbox, monkeypatch,
+                                      django_capture_on_commit_callbacks):
+    email = unique_email("deleted-during-sync")
+    with django_capture_on_commit_callbacks(execute=True):
+        lead = make_lead(connected_team.team, connected_team.member, email=email)
+        services.enqueue_syncs([lead.pk])
+    clear_queue()
+    gather = reads.gather
+
+    def delete_then_read(lead_row, *args, **kwargs):
+        Lead.objects.filter(pk=lead_row.pk).delete()
+        return gather(lead_row, *args, **kwargs)
+
+    monkeypatch.setattr(reads, "gather", delete_then_read)
+    outcome = tasks.sync_lead(lead.pk)
+
+    assert outcome is None
+    assert not Lead.objects.filter(pk=lead.pk).exists()
+    assert not SyncLog.objects.filter(lead_id=lead.pk).exists()
+
+
+def test_requeued_lead_survives_bug(connected_team, sandbox, monkeypatch,
+                                    django_capture_on_commit_callbacks):
+    email = unique_email("error-during-sync")
+    with django_capture_on_commit_callbacks(execute=True):
+        lead = make_lead(connected_team.team, connected_team.member, email=email)
+        services.enqueue_syncs([lead.pk])
+    clear_queue()
+    gather = reads.gather
+    calls = []
+
+    def requeue_then_fail(lead_row, *args, **kwargs):
+        calls.append(lead_row.pk)
+        if len(calls) == 1:
+            services.enqueue_syncs([lead.pk])
+            raise RuntimeError("a bug in the first sync")
+        return gather(lead_row, *args, **kwargs)
+
+    monkeypatch.setattr(reads, "gather", requeue_then_fail)
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError):
+            tasks.sync_lead(lead.pk)
+    lead.refresh_from_db()
+    status_after_error = lead.sync_status
+    run_queued_tasks()
+
+    lead.refresh_from_db()
+    assert status_after_error == Lead.SyncStatus.QUEUED
+    assert lead.sync_status == Lead.SyncStatus.SYNCED
+    assert lead.sync_claim == ""
