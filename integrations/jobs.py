@@ -200,7 +200,8 @@ def job_progress(job) -> JobProgress:
 def _lead_result(lead_id, lead, log):
     if lead is None:
         return LeadResult(lead_id, f"Lead {lead_id}", SyncLog.Outcome.FAILED,
-                          "The lead was deleted before it synced.")
+                          "The lead was deleted, so whether it reached Dynamics is not known; "
+                          "search Dynamics for the person.")
     if log is None:
         return LeadResult(lead_id, str(lead), SyncLog.Outcome.FAILED,
                           lead.last_sync_error or "The lead did not sync.")

@@ -14,6 +14,7 @@ from teams.models import Membership, SubteamMembership
 from teams.selectors import is_team_admin, is_team_member, subteams_administered_by
 
 from . import services
+from .models import Integration
 
 LEAD_NOT_FOUND = "No lead with this id in your teams."
 NOT_OWN_LEAD = "You can sync only the leads you captured; ask a team admin to sync this lead."
@@ -64,10 +65,12 @@ class SyncPermissions:
         if not acts_as_admin and not integration.member_sync_allowed:
             return SyncDecision(False, MEMBER_SYNC_OFF)
         if not integration.is_connected:
+            problem = services.connection_problem(integration)
+            needs_new_sign_in = integration.status == Integration.Status.REAUTHORIZATION_NEEDED
+            action = "reconnect" if needs_new_sign_in else "connect Dynamics"
             return SyncDecision(False, (
-                f"This lead cannot sync yet: its Dynamics connection is "
-                f"{integration.get_status_display().lower()}. A team admin must reconnect "
-                f"on the Sync Settings page."
+                f"This lead cannot sync yet. {problem[0].upper()}{problem[1:]} A team admin "
+                f"must {action} on the Sync Settings page."
             ))
         return SyncDecision(True, "")
 

@@ -122,8 +122,20 @@ def test_disconnected_integration_refused(world):
     allowed, reason = permissions.can_sync(world.admin, world.member_lead)
 
     assert not allowed
-    assert "re-authorization needed" in reason
-    assert "reconnect on the Sync Settings page" in reason
+    assert "The Dynamics connection of this team must be authorized again" in reason
+    assert "A team admin must reconnect on the Sync Settings page." in reason
+
+
+def test_never_connected_subteam_refused(world):
+    Integration.objects.create(team=world.team, subteam=world.subteam,
+                               org_url="https://org.example")
+
+    allowed, reason = permissions.can_sync(world.admin, world.subteam_lead)
+
+    assert not allowed
+    assert reason == (f"This lead cannot sync yet. Dynamics is not connected for the "
+                      f"subteam {world.subteam.name}. A team admin must connect Dynamics on "
+                      f"the Sync Settings page.")
 
 
 def test_inactive_user_cannot_sync(world):
@@ -302,7 +314,7 @@ def test_job_counts_deleted_lead_as_failed(world):
     progress = jobs.job_progress(started.job)
 
     assert (progress.total, progress.failed) == (1, 1)
-    assert progress.problems[0].reason == "The lead was deleted before it synced."
+    assert progress.problems[0].reason.startswith("The lead was deleted, so whether it")
 
 
 def test_member_syncs_through_sandbox(connected_team, client,
