@@ -37,15 +37,16 @@ def _required(name):
 
 
 def _capture_rate():
-    """Return LEAD_CAPTURE_RATE, checked at start: DRF would only parse it per request,
-    and fail every capture with a server error."""
+    """Return LEAD_CAPTURE_RATE, trimmed and in lower case, checked at start: DRF would
+    only parse it per request, and fail every capture with a server error."""
     value = env.str("LEAD_CAPTURE_RATE", default="120/min")
-    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+    rate = value.strip().lower()
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)s?", rate):
         raise ImproperlyConfigured(
             f"LEAD_CAPTURE_RATE must be a number of captures of at least 1, a slash and a "
             f"period (s, min, hour or day), such as 120/min; got {value!r}."
         )
-    return value
+    return rate
 
 
 SECRET_KEY = _required("SECRET_KEY")

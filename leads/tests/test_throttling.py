@@ -182,7 +182,7 @@ def start_django(value):
 
 
 @pytest.mark.parametrize("value", ["abc", "", "1.5/min", "10/fortnight", "2/5min", "-1/min",
-                                  "0/min"])
+                                  "0/min", "120/min # per member"])
 def test_invalid_capture_rate_stops_start(value):
     started = start_django(value)
 
@@ -191,6 +191,6 @@ def test_invalid_capture_rate_stops_start(value):
     assert f"got {value!r}" in started.stderr
 
 
-@pytest.mark.parametrize("value", ["30/hour", "5/s", "1000/day"])
+@pytest.mark.parametrize("value", ["30/hour", "5/s", "1000/day", " 120/MIN ", "60/minutes"])
 def test_valid_capture_rate_starts(value):
     assert start_django(value).returncode == 0
