@@ -334,19 +334,28 @@ def _list_environments(request, integration, flow, response):
         "environments": [env.as_dict() for env in found],
         "started": time.time(),
         # Ties a pick to the list that the page showed, when another tab signs in again.
-        "listing": secrets.token_urlsafe(12),
+        "listing": _new_listing_id(),
     }
     return redirect("integrations:choose-environment", integration.pk)
 
 
 def _pending_discovery(request, integration):
-    """Return the discovery result kept for `integration`, or None when there is none
-    or it is older than DISCOVERY_PICK_SECONDS."""
+    """Return the discovery result kept for `integration`, with its list id, or None
+    when there is none or it is older than DISCOVERY_PICK_SECONDS."""
     _drop_expired_discovery(request)
     pending = request.session.get(DISCOVERY_SESSION_KEY)
     if not pending or pending.get("integration_id") != integration.pk:
         return None
+    if "listing" not in pending:
+        # A list kept before lists had ids gets one, so the page can post it back.
+        pending["listing"] = _new_listing_id()
+        request.session.modified = True
     return pending
+
+
+def _new_listing_id():
+    """Return a new id for a discovery list, which its pick page posts back."""
+    return secrets.token_urlsafe(12)
 
 
 def _drop_expired_discovery(request):
@@ -366,10 +375,6 @@ def choose_environment(request, integration_id):
     """List the environments discovery found, and connect the one the admin picks."""
     integration = _managed_integration(request.user, integration_id)
     pending = _pending_discovery(request, integration)
-    if pending is not None and "listing" not in pending:
-        # A list kept before lists had ids gets one, so the page can post it back.
-        pending["listing"] = secrets.token_urlsafe(12)
-        request.session.modified = True
     if request.method == "POST" and "cancel" in request.POST:
         # Only the list this page showed is forgotten. A newer one, from a sign-in in
         # another tab or for another integration, stays.
