@@ -69,8 +69,8 @@ class SyncPermissions:
             needs_new_sign_in = integration.status == Integration.Status.REAUTHORIZATION_NEEDED
             action = "reconnect" if needs_new_sign_in else "connect Dynamics"
             return SyncDecision(False, (
-                f"This lead cannot sync yet. {problem[0].upper()}{problem[1:]} A team admin "
-                f"must {action} on the Sync Settings page."
+                f"This lead cannot sync yet. {problem} A team admin must {action} on the "
+                f"Sync Settings page."
             ))
         return SyncDecision(True, "")
 

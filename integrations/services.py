@@ -26,7 +26,7 @@ SYNC_TASK = "integrations.tasks.sync_lead"
 CONNECTION_PROBLEMS = {
     Integration.Status.DISCONNECTED: "Dynamics is not connected for {scope}.",
     Integration.Status.REAUTHORIZATION_NEEDED: (
-        "the Dynamics connection of {scope} must be authorized again: its sign-in or its "
+        "The Dynamics connection of {scope} must be authorized again: its sign-in or its "
         "application user's secret expired or was revoked."),
 }
 BULK_SYNC_TASK = "integrations.tasks.sync_leads"
