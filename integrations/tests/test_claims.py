@@ -223,23 +223,38 @@ def test_final_write_ends_claim(connected_team, sandbox, sync_now):
     assert lead.sync_state_label == "Synced"
 
 
-def test_requeued_lead_syncs_again(connected_team, sandbox, monkeypatch,
-                                   django_capture_on_commit_callbacks):
-    email = unique_email("edited-during-sync")
-    with django_capture_on_commit_callbacks(execute=True):
-        lead = make_lead(connected_team.team, connected_team.member, email=email,
-                         job_title="Clerk")
+def queue_new_lead(connected_team, capture_on_commit, tag, **fields):
+    """Create a lead of the connected team and mark it queued, with no task in the queue."""
+    with capture_on_commit(execute=True):
+        lead = make_lead(connected_team.team, connected_team.member, email=unique_email(tag),
+                         **fields)
         services.enqueue_syncs([lead.pk])
     clear_queue()
+    return lead
+
+
+def before_reads(monkeypatch, action):
+    """Run `action(lead)` each time a sync is about to read Dynamics for a lead."""
     gather = reads.gather
 
-    def edit_and_sync_again(lead_row, *args, **kwargs):
+    def action_then_gather(lead_row, *args, **kwargs):
+        action(lead_row)
+        return gather(lead_row, *args, **kwargs)
+
+    monkeypatch.setattr(reads, "gather", action_then_gather)
+
+
+def test_requeued_lead_syncs_again(connected_team, sandbox, monkeypatch,
+                                   django_capture_on_commit_callbacks):
+    lead = queue_new_lead(connected_team, django_capture_on_commit_callbacks,
+                          "edited-during-sync", job_title="Clerk")
+
+    def edit_and_sync_again(lead_row):
         # The member edits the lead and clicks Sync while this sync reads Dynamics.
         if Lead.objects.filter(pk=lead.pk, job_title="Clerk").update(job_title="Engineer"):
             services.enqueue_syncs([lead.pk])
-        return gather(lead_row, *args, **kwargs)
 
-    monkeypatch.setattr(reads, "gather", edit_and_sync_again)
+    before_reads(monkeypatch, edit_and_sync_again)
     with django_capture_on_commit_callbacks(execute=True):
         first = tasks.sync_lead(lead.pk)
     lead.refresh_from_db()
@@ -248,7 +263,7 @@ def test_requeued_lead_syncs_again(connected_team, sandbox, monkeypatch,
 
     lead.refresh_from_db()
     records = [row for row in sandbox.store.records("lead")
-               if row.get("emailaddress1") == email]
+               if row.get("emailaddress1") == lead.email]
     assert first == SyncLog.Outcome.CREATED
     assert status_after_first == Lead.SyncStatus.QUEUED
     assert ran >= 1
@@ -263,18 +278,10 @@ def test_requeued_lead_syncs_again(connected_team, sandbox, monkeypatch,
 
 def test_deleted_lead_sync_not_logged(connected_team, sandbox, monkeypatch,
                                       django_capture_on_commit_callbacks):
-    email = unique_email("deleted-during-sync")
-    with django_capture_on_commit_callbacks(execute=True):
-        lead = make_lead(connected_team.team, connected_team.member, email=email)
-        services.enqueue_syncs([lead.pk])
-    clear_queue()
-    gather = reads.gather
+    lead = queue_new_lead(connected_team, django_capture_on_commit_callbacks,
+                          "deleted-during-sync")
 
-    def delete_then_read(lead_row, *args, **kwargs):
-        Lead.objects.filter(pk=lead_row.pk).delete()
-        return gather(lead_row, *args, **kwargs)
-
-    monkeypatch.setattr(reads, "gather", delete_then_read)
+    before_reads(monkeypatch, lambda lead_row: Lead.objects.filter(pk=lead_row.pk).delete())
     outcome = tasks.sync_lead(lead.pk)
 
     assert outcome is None
@@ -284,22 +291,17 @@ def test_deleted_lead_sync_not_logged(connected_team, sandbox, monkeypatch,
 
 def test_requeued_lead_survives_bug(connected_team, sandbox, monkeypatch,
                                     django_capture_on_commit_callbacks):
-    email = unique_email("error-during-sync")
-    with django_capture_on_commit_callbacks(execute=True):
-        lead = make_lead(connected_team.team, connected_team.member, email=email)
-        services.enqueue_syncs([lead.pk])
-    clear_queue()
-    gather = reads.gather
+    lead = queue_new_lead(connected_team, django_capture_on_commit_callbacks,
+                          "error-during-sync")
     calls = []
 
-    def requeue_then_fail(lead_row, *args, **kwargs):
+    def requeue_then_fail(lead_row):
         calls.append(lead_row.pk)
         if len(calls) == 1:
             services.enqueue_syncs([lead.pk])
             raise RuntimeError("a bug in the first sync")
-        return gather(lead_row, *args, **kwargs)
 
-    monkeypatch.setattr(reads, "gather", requeue_then_fail)
+    before_reads(monkeypatch, requeue_then_fail)
     with django_capture_on_commit_callbacks(execute=True):
         with pytest.raises(RuntimeError):
             tasks.sync_lead(lead.pk)
