@@ -79,7 +79,7 @@ class LeadAdmin(LeadImportAdminMixin, TeamScopedAdminMixin, admin.ModelAdmin):
     def sync_preview(self, lead):
         if lead.pk is None:
             return "-"
-        # "Save and sync to Dynamics" is in the row of Save buttons (submit_line.html).
+        # "Save and sync to Dynamics" has a row under the Save buttons (change_form.html).
         url = reverse("integrations:preview", args=[lead.pk])
         return format_html('<a href="{}">What would a sync do now?</a>', url)
 
