@@ -92,7 +92,7 @@ class LeadViewSet(
         return super().get_throttles()
 
     def throttled(self, request, wait):
-        # DRF's default text does not tell the app that the lead was not stored.
+        # DRF's default text does not tell the app that the lead was not saved.
         raise Throttled(wait=wait, detail=(
             f"Too many captures by {request.user.get_username()}: this lead was not "
             "saved. Send it again after Retry-After seconds."))

@@ -371,7 +371,7 @@ def test_pick_from_replaced_list_is_refused(dynamics_settings, client, sandbox):
     assert DISCOVERY_SESSION_KEY in client.session
 
 
-def test_cancel_on_replaced_list_keeps_new_one(dynamics_settings, client, sandbox):
+def test_cancel_keeps_newer_list(dynamics_settings, client, sandbox):
     team = make_team()
     admin = make_admin(team)
     sign_in_for_discovery(client, admin, sandbox, team=team)
@@ -388,7 +388,7 @@ def test_cancel_on_replaced_list_keeps_new_one(dynamics_settings, client, sandbo
     assert integration.status == Integration.Status.CONNECTED
 
 
-def test_list_kept_without_id_can_be_picked(dynamics_settings, client, sandbox):
+def test_list_without_id_still_picks(dynamics_settings, client, sandbox):
     team = make_team()
     sign_in_for_discovery(client, make_admin(team), sandbox, team=team)
     session = client.session

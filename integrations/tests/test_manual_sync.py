@@ -429,7 +429,7 @@ def test_sync_log_filters_by_outcome(world, client):
     assert "broke it" in unknown_page
 
 
-def test_sync_log_pages_keep_the_outcome_filter(world, client):
+def test_sync_log_pages_keep_filter(world, client):
     for index in range(sync_views.LOG_PAGE_SIZE + 1):
         make_log(world, world.admin_lead, SyncLog.Outcome.FAILED, message=f"broke {index}")
     make_log(world, world.member_lead, SyncLog.Outcome.CREATED, message="made it")
@@ -532,7 +532,7 @@ def test_admin_change_page_sync_button(world, client, django_capture_on_commit_c
     assert f"The lead “{lead}” was saved." in job_page
 
 
-def test_admin_change_page_save_does_not_sync(world, client):
+def test_admin_save_does_not_sync(world, client):
     lead = world.member_lead
     client.force_login(world.admin)
 

@@ -196,7 +196,7 @@ def test_claimed_lead_shows_syncing(client, team_setup):
     assert statuses[str(waiting.pk)] == "Queued"
 
 
-def test_my_leads_pages_link_older_and_newer(client, team_setup):
+def test_my_leads_pages_link_both_ways(client, team_setup):
     team, member, _ = team_setup
     leads = [make_lead(team, member, email=f"paged{index}@example.com")
              for index in range(views.PAGE_SIZE + 1)]

@@ -112,7 +112,7 @@ def test_full_minute_waits_into_next(two_teams, rate):
     assert after_wait == [True]
 
 
-def test_rate_of_one_allows_one_a_minute(two_teams, settings, rate):
+def test_rate_of_one_per_minute(two_teams, settings, rate):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"capture": "1/min"},
     }
